@@ -1,0 +1,427 @@
+// Package vm runs one kernel in one QEMU: start, console capture, QMP
+// events, SSH readiness, commands, uploads, and a Close that always reaps.
+package vm
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/digitalocean/go-qemu/qmp"
+	"golang.org/x/crypto/ssh"
+)
+
+// Errors that tell the harness which outcome class a failure belongs to.
+var (
+	// ErrInfra: the host failed (QEMU missing or refused to start, no port).
+	ErrInfra = errors.New("infrastructure error")
+	// ErrBoot: QEMU ran but the guest never answered SSH before the deadline.
+	ErrBoot = errors.New("boot error")
+	// ErrExited: QEMU exited (guest reboot/panic with -no-reboot, or killed).
+	ErrExited = errors.New("qemu exited")
+)
+
+// Config describes one virtual machine.
+type Config struct {
+	QEMU      string   // binary; default qemu-system-x86_64
+	Kernel    string   // bzImage
+	Cmdline   string   // appended to the harness's own kernel parameters
+	RootImage string   // ext4 image; attached snapshot=on so it is never written
+	Disks     []string // raw scratch disks: /dev/vdb, /dev/vdc, ...
+	MemoryMB  int
+	CPUs      int
+	Accel     string // "kvm" or "tcg"
+	WorkDir   string // console.log and qemu.log go here
+	Signer    ssh.Signer
+	HostKey   ssh.PublicKey // pinned: no InsecureIgnoreHostKey
+}
+
+// Machine is a running QEMU.
+type Machine struct {
+	cfg     Config
+	cmd     *exec.Cmd
+	port    int
+	sockDir string
+	mon     *qmp.SocketMonitor
+	console *consoleLog
+
+	exited  chan struct{}
+	waitErr error
+
+	mu       sync.Mutex
+	events   []string
+	panicked bool
+	client   *ssh.Client
+	closed   bool
+}
+
+// baseCmdline is what every guest needs: serial console, the image's root and
+// init, no slow ACPI PCI routing under TCG, no reboot loop on panic, and
+// unthrottled /dev/kmsg so phase markers from the harness are never dropped.
+const baseCmdline = "console=ttyS0,115200 root=/dev/vda rw rootfstype=ext4 init=/sbin/patchbay-init " +
+	"pci=noacpi panic=-1 printk.devkmsg=on net.ifnames=0"
+
+// Start launches QEMU and connects to its QMP socket. It does not wait for
+// the guest: call WaitReady.
+func Start(ctx context.Context, cfg Config) (*Machine, error) {
+	if cfg.QEMU == "" {
+		cfg.QEMU = "qemu-system-x86_64"
+	}
+	if _, err := exec.LookPath(cfg.QEMU); err != nil {
+		return nil, fmt.Errorf("%w: %s not found (run ci/setup.sh): %v", ErrInfra, cfg.QEMU, err)
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 4; attempt++ {
+		m, err := start(ctx, cfg)
+		if err == nil {
+			return m, nil
+		}
+		lastErr = err
+		// Another process can take the port between our probe and QEMU's bind.
+		if !strings.Contains(err.Error(), "host forwarding") {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+func start(ctx context.Context, cfg Config) (*Machine, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("%w: no free port: %v", ErrInfra, err)
+	}
+	// A unix socket path must stay under 108 bytes: use a short temp dir.
+	sockDir, err := os.MkdirTemp("", "pbvm")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
+	}
+	sock := filepath.Join(sockDir, "qmp.sock")
+	args := qemuArgs(cfg, port, sock)
+	cmd := exec.Command(cfg.QEMU, args...)
+	// Own process group so Close can kill QEMU and anything it spawned;
+	// Pdeathsig so QEMU dies with us even if we are killed with SIGKILL.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	qlog, err := os.Create(filepath.Join(cfg.WorkDir, "qemu.log"))
+	if err != nil {
+		os.RemoveAll(sockDir)
+		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
+	}
+	fmt.Fprintf(qlog, "%s %s\n", cfg.QEMU, strings.Join(args, " "))
+	stderr := &bytes.Buffer{}
+	cmd.Stderr = io.MultiWriter(qlog, stderr)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		qlog.Close()
+		os.RemoveAll(sockDir)
+		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
+	}
+	console, err := newConsoleLog(filepath.Join(cfg.WorkDir, "console.log"))
+	if err != nil {
+		qlog.Close()
+		os.RemoveAll(sockDir)
+		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
+	}
+	if err := cmd.Start(); err != nil {
+		qlog.Close()
+		console.close()
+		os.RemoveAll(sockDir)
+		return nil, fmt.Errorf("%w: starting %s: %v", ErrInfra, cfg.QEMU, err)
+	}
+	m := &Machine{cfg: cfg, cmd: cmd, port: port, sockDir: sockDir, console: console, exited: make(chan struct{})}
+	copied := make(chan struct{})
+	go func() {
+		console.copyFrom(stdout)
+		close(copied)
+	}()
+	go func() {
+		err := cmd.Wait()
+		<-copied
+		qlog.Close()
+		m.waitErr = err
+		close(m.exited)
+	}()
+	if err := m.connectQMP(ctx, sock); err != nil {
+		m.Close()
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return nil, fmt.Errorf("%w: qemu: %s", ErrInfra, msg)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
+	}
+	return m, nil
+}
+
+func qemuArgs(cfg Config, port int, sock string) []string {
+	cpu := "qemu64"
+	accel := "tcg"
+	if cfg.Accel == "kvm" {
+		cpu, accel = "host", "kvm"
+	}
+	args := []string{
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-machine", "pc", "-accel", accel, "-cpu", cpu,
+		"-smp", fmt.Sprint(max(cfg.CPUs, 1)), "-m", fmt.Sprint(max(cfg.MemoryMB, 256)),
+		"-kernel", cfg.Kernel,
+		"-append", strings.TrimSpace(baseCmdline + " " + cfg.Cmdline),
+		"-drive", "file=" + cfg.RootImage + ",if=virtio,format=raw,snapshot=on",
+	}
+	for _, d := range cfg.Disks {
+		// cache=unsafe: flushes are only needed if the host crashes.
+		args = append(args, "-drive", "file="+d+",if=virtio,format=raw,cache=unsafe")
+	}
+	args = append(args,
+		"-netdev", fmt.Sprintf("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", port),
+		"-device", "virtio-net-pci,netdev=net0",
+		"-device", "virtio-rng-pci",
+		"-device", "pvpanic",
+		// Pause on panic so the console is complete when we look at it.
+		"-action", "panic=pause",
+		"-chardev", "stdio,id=con,signal=off",
+		"-serial", "chardev:con",
+		"-qmp", "unix:"+sock+",server=on,wait=off",
+	)
+	return args
+}
+
+// connectQMP waits for QEMU's QMP socket and starts draining its events
+// (go-qemu's event channel is unbuffered: an unread event blocks commands).
+func (m *Machine) connectQMP(ctx context.Context, sock string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mon, err := qmp.NewSocketMonitor("unix", sock, 2*time.Second)
+		if err == nil {
+			if err = mon.Connect(); err == nil {
+				m.mon = mon
+				break
+			}
+			mon.Disconnect()
+		}
+		select {
+		case <-m.exited:
+			return fmt.Errorf("qemu exited before QMP was up: %v", m.waitErr)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no QMP socket after 30s: %v", err)
+		}
+	}
+	events, err := m.mon.Events(context.Background())
+	if err != nil {
+		return err
+	}
+	go func() {
+		for ev := range events {
+			m.mu.Lock()
+			m.events = append(m.events, ev.Event)
+			if ev.Event == "GUEST_PANICKED" {
+				m.panicked = true
+			}
+			m.mu.Unlock()
+		}
+	}()
+	return nil
+}
+
+// Status asks QMP for the run state ("running", "paused", "guest-panicked", ...).
+func (m *Machine) Status() (string, error) {
+	raw, err := m.mon.Run([]byte(`{"execute":"query-status"}`))
+	if err != nil {
+		return "", err
+	}
+	var resp struct {
+		Return struct {
+			Status string `json:"status"`
+		} `json:"return"`
+	}
+	if err := json.Unmarshal(raw, &resp); err != nil {
+		return "", err
+	}
+	return resp.Return.Status, nil
+}
+
+// Panicked reports whether QEMU saw a guest panic (pvpanic).
+func (m *Machine) Panicked() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.panicked
+}
+
+// Events lists the QMP events seen so far, oldest first.
+func (m *Machine) Events() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.events...)
+}
+
+// Exited is closed when QEMU has exited.
+func (m *Machine) Exited() <-chan struct{} { return m.exited }
+
+// Console returns everything the serial console printed so far.
+func (m *Machine) Console() []byte { return m.console.bytes() }
+
+// WaitReady waits until the guest accepts an SSH login, retrying with backoff
+// until ctx ends. A failure is ErrBoot unless QEMU itself went away.
+func (m *Machine) WaitReady(ctx context.Context) error {
+	addr := fmt.Sprintf("127.0.0.1:%d", m.port)
+	conf := &ssh.ClientConfig{
+		User:            "root",
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(m.cfg.Signer)},
+		HostKeyCallback: ssh.FixedHostKey(m.cfg.HostKey),
+		Timeout:         15 * time.Second,
+	}
+	delay := 250 * time.Millisecond
+	var lastErr error
+	for {
+		client, err := dialSSH(ctx, addr, conf)
+		if err == nil {
+			m.mu.Lock()
+			m.client = client
+			m.mu.Unlock()
+			return nil
+		}
+		lastErr = err
+		select {
+		case <-m.exited:
+			return fmt.Errorf("%w before SSH came up (%v)", ErrExited, m.waitErr)
+		case <-ctx.Done():
+			return fmt.Errorf("%w: no SSH login before the deadline: %v", ErrBoot, lastErr)
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+func dialSSH(ctx context.Context, addr string, conf *ssh.ClientConfig) (*ssh.Client, error) {
+	d := net.Dialer{Timeout: conf.Timeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	// The handshake itself must not outlive the deadline either.
+	deadline := time.Now().Add(conf.Timeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	conn.SetDeadline(deadline)
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, conf)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	conn.SetDeadline(time.Time{})
+	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// Run runs a shell command in the guest in its own SSH session. It returns
+// when the command ends, ctx ends (the session is closed), or QEMU exits.
+func (m *Machine) Run(ctx context.Context, command string, stdin io.Reader, stdout, stderr io.Writer) error {
+	m.mu.Lock()
+	client := m.client
+	m.mu.Unlock()
+	if client == nil {
+		return errors.New("vm: not connected (WaitReady first)")
+	}
+	sess, err := client.NewSession()
+	if err != nil {
+		return fmt.Errorf("ssh session: %w", err)
+	}
+	defer sess.Close()
+	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
+	if err := sess.Start(command); err != nil {
+		return fmt.Errorf("ssh start %q: %w", command, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		sess.Signal(ssh.SIGKILL)
+		sess.Close()
+		return fmt.Errorf("%q: %w", command, ctx.Err())
+	case <-m.exited:
+		sess.Close()
+		return fmt.Errorf("%q: %w", command, ErrExited)
+	}
+}
+
+// Output runs a command and returns its stdout; stderr is in the error.
+func (m *Machine) Output(ctx context.Context, command string) ([]byte, error) {
+	var out, errb bytes.Buffer
+	err := m.Run(ctx, command, nil, &out, &errb)
+	if err != nil {
+		return out.Bytes(), fmt.Errorf("%w: %s", err, strings.TrimSpace(errb.String()))
+	}
+	return out.Bytes(), nil
+}
+
+// Upload writes data to path in the guest with the given mode.
+func (m *Machine) Upload(ctx context.Context, data io.Reader, path string, mode os.FileMode) error {
+	cmd := fmt.Sprintf("cat > %s.tmp && chmod %o %s.tmp && mv %s.tmp %s", path, mode, path, path, path)
+	var errb bytes.Buffer
+	if err := m.Run(ctx, cmd, data, io.Discard, &errb); err != nil {
+		return fmt.Errorf("upload %s: %w: %s", path, err, strings.TrimSpace(errb.String()))
+	}
+	return nil
+}
+
+// Close stops QEMU (QMP quit, then SIGKILL to its process group) and waits
+// for it. Safe to call more than once.
+func (m *Machine) Close() error {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		<-m.exited
+		return nil
+	}
+	m.closed = true
+	client := m.client
+	m.mu.Unlock()
+	if client != nil {
+		client.Close()
+	}
+	select {
+	case <-m.exited:
+	default:
+		if m.mon != nil {
+			// The reply may never come if QEMU dies first; do not wait on it.
+			go m.mon.Run([]byte(`{"execute":"quit"}`))
+		}
+		select {
+		case <-m.exited:
+		case <-time.After(3 * time.Second):
+			syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
+			<-m.exited
+		}
+	}
+	if m.mon != nil {
+		m.mon.Disconnect()
+	}
+	m.console.close()
+	os.RemoveAll(m.sockDir)
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
