@@ -1,0 +1,286 @@
+package guest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// DefragConfig configures the extent-moving worker. Only Layout.Dir,
+// Files and Seed are used; ranges are in file-system blocks.
+type DefragConfig struct {
+	Layout
+	ID          int
+	DonorDir    string // must be on the same file system as Dir; "" = Dir
+	Duration    time.Duration
+	RangeBlocks int
+	Rejournal   bool
+	ReopenOneIn int // close+reopen the orig file before 1 in N attempts; 0 = never
+	// BusyRetries: on EBUSY, fsync the orig (committing the transaction
+	// that pins the just-moved buffers) and retry the rest of the range
+	// up to this many times. 0 = count EBUSY and move on.
+	BusyRetries int
+}
+
+// DefragReport is the JSON document printed by `pbguest defrag`.
+type DefragReport struct {
+	ID       int            `json:"id"`
+	Attempts int64          `json:"attempts"`
+	Results  map[string]int `json:"results"`
+	// Transitions counts successful moves whose orig had the journal flag
+	// right before the ioctl: each is one a_ops swap on a live inode.
+	Transitions int64 `json:"transitions"`
+	// FlagClearedAfter counts attempts, whatever their result, whose orig
+	// had the journal flag before the ioctl and not after: the fallback
+	// kernel's signature of an a_ops swap.
+	FlagClearedAfter int64          `json:"flag_cleared_after"`
+	BusyRetries      int64          `json:"busy_retries"`
+	Rejournals       int64          `json:"rejournals"`
+	RejournalErrors  map[string]int `json:"rejournal_errors"`
+	BlocksMoved      uint64         `json:"blocks_moved"`
+	Reopens          int64          `json:"reopens"`
+	SetupErrors      map[string]int `json:"setup_errors"`
+	Errors           []string       `json:"errors"`
+	FSBlockSize      int64          `json:"fs_block_size"`
+	ElapsedS         float64        `json:"elapsed_s"`
+}
+
+func (c *DefragConfig) validate() error {
+	if c.Dir == "" {
+		return errors.New("--dir is required")
+	}
+	if c.Files <= 0 {
+		return fmt.Errorf("--files must be > 0, got %d", c.Files)
+	}
+	if c.Duration <= 0 {
+		return fmt.Errorf("--duration must be > 0, got %s", c.Duration)
+	}
+	if c.RangeBlocks <= 0 {
+		return fmt.Errorf("--range-blocks must be > 0, got %d", c.RangeBlocks)
+	}
+	if c.ReopenOneIn < 0 || c.BusyRetries < 0 {
+		return errors.New("--reopen-one-in and --busy-retries must be >= 0")
+	}
+	if c.DonorDir == "" {
+		c.DonorDir = c.Dir
+	}
+	// MOVE_EXT needs both inodes on one file system; catch that up front
+	// instead of counting thousands of identical failures.
+	var a, b unix.Stat_t
+	if err := unix.Stat(c.Dir, &a); err != nil {
+		return fmt.Errorf("stat --dir: %w", err)
+	}
+	if err := unix.Stat(c.DonorDir, &b); err != nil {
+		return fmt.Errorf("stat --donor-dir: %w", err)
+	}
+	if b.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("--donor-dir %s is not a directory", c.DonorDir)
+	}
+	if a.Dev != b.Dev {
+		return fmt.Errorf("--donor-dir %s is not on the same file system as --dir %s", c.DonorDir, c.Dir)
+	}
+	return nil
+}
+
+type defragger struct {
+	cfg   DefragConfig
+	fds   []int
+	rng   *RNG
+	rep   *DefragReport
+	errs  errList
+	fsbs  int64
+	pid   int
+	iter  int64
+	donor string
+}
+
+// Defrag moves random aligned ranges of the work files onto freshly
+// fallocated donor files until the duration ends or ctx is cancelled.
+// Kernel refusals are counted per errno, not returned as errors.
+func Defrag(ctx context.Context, cfg DefragConfig) (DefragReport, error) {
+	if err := cfg.validate(); err != nil {
+		return DefragReport{}, err
+	}
+	fds := make([]int, cfg.Files)
+	for i := range fds {
+		fd, err := unix.Open(cfg.Path(i), unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			closeAll(fds[:i])
+			return DefragReport{}, fmt.Errorf("defrag open %s: %w", cfg.Path(i), err)
+		}
+		fds[i] = fd
+	}
+	defer closeAll(fds)
+
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fds[0], &sfs); err != nil {
+		return DefragReport{}, fmt.Errorf("defrag statfs %s: %w", cfg.Path(0), err)
+	}
+	rep := DefragReport{
+		ID: cfg.ID,
+		// Pre-seed the expected outcomes so reports show explicit zeros.
+		Results:         map[string]int{"moved": 0, "EOPNOTSUPP": 0, "EBUSY": 0, "ENODATA": 0, "EINVAL": 0},
+		RejournalErrors: map[string]int{},
+		SetupErrors:     map[string]int{},
+		FSBlockSize:     sfs.Bsize,
+	}
+	d := &defragger{
+		cfg:  cfg,
+		fds:  fds,
+		rng:  NewRNG(DeriveSeed(cfg.Seed, roleDefrag, uint64(cfg.ID))),
+		rep:  &rep,
+		fsbs: sfs.Bsize,
+		pid:  os.Getpid(),
+	}
+	start := time.Now()
+	for time.Since(start) < cfg.Duration && ctx.Err() == nil {
+		d.once()
+	}
+	rep.ElapsedS = time.Since(start).Seconds()
+	rep.Errors = d.errs.strings()
+	return rep, nil
+}
+
+// setupErr counts a failure that kept an attempt from reaching the ioctl.
+func (d *defragger) setupErr(op string, err error) {
+	d.rep.SetupErrors[op+":"+ErrnoName(err)]++
+	d.errs.add("%s: %v", op, err)
+}
+
+func (d *defragger) once() {
+	d.iter++
+	f := d.rng.Intn(len(d.fds))
+	if d.fds[f] < 0 || (d.cfg.ReopenOneIn > 0 && d.rng.Intn(d.cfg.ReopenOneIn) == 0) {
+		if d.fds[f] >= 0 {
+			unix.Close(d.fds[f])
+			d.fds[f] = -1
+		}
+		fd, err := unix.Open(d.cfg.Path(f), unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			d.setupErr("reopen", err)
+			return
+		}
+		d.fds[f] = fd
+		d.rep.Reopens++
+	}
+	orig := d.fds[f]
+
+	var st unix.Stat_t
+	if err := unix.Fstat(orig, &st); err != nil {
+		d.setupErr("fstat", err)
+		return
+	}
+	nblk := st.Size / d.fsbs
+	if nblk == 0 {
+		d.setupErr("empty", fmt.Errorf("%s has no whole blocks", FileName(f)))
+		return
+	}
+	r := min(int64(d.cfg.RangeBlocks), nblk)
+	first := int64(d.rng.Intn(int(nblk/r))) * r
+
+	if d.cfg.Rejournal {
+		d.rejournal(orig)
+	}
+	donor, name, err := d.makeDonor(st.Size, first, r)
+	if err != nil {
+		return
+	}
+	// Read the flag as late as possible so a transition is attributed to
+	// this ioctl and not to an earlier one.
+	flagBefore, err := GetFlags(orig)
+	if err != nil {
+		d.setupErr("getflags", err)
+	}
+	moved, err := d.move(orig, donor, uint64(first), uint64(r))
+	d.rep.Attempts++
+	d.rep.BlocksMoved += moved
+	if err == nil {
+		d.rep.Results["moved"]++
+	} else {
+		d.rep.Results[ErrnoName(err)]++
+	}
+	if flagBefore&FSJournalDataFL != 0 {
+		if err == nil {
+			d.rep.Transitions++
+		}
+		if after, gerr := GetFlags(orig); gerr == nil && after&FSJournalDataFL == 0 {
+			d.rep.FlagClearedAfter++
+		}
+	}
+	unix.Close(donor)
+	if err := unix.Unlink(name); err != nil {
+		d.setupErr("unlink-donor", err)
+	}
+}
+
+// move runs one MOVE_EXT attempt, retrying the unmoved rest after EBUSY
+// when BusyRetries allows, and returns the total blocks moved.
+func (d *defragger) move(orig, donor int, start, n uint64) (uint64, error) {
+	var total uint64
+	for try := 0; ; try++ {
+		moved, err := MoveExt(orig, donor, start+total, n-total)
+		total += moved
+		if err == nil || !errors.Is(err, unix.EBUSY) || try >= d.cfg.BusyRetries || total >= n {
+			return total, err
+		}
+		d.rep.BusyRetries++
+		if ferr := unix.Fsync(orig); ferr != nil {
+			d.setupErr("busy-fsync", ferr)
+			return total, err
+		}
+	}
+}
+
+// rejournal sets FS_JOURNAL_DATA_FL again after a move cleared it, so
+// every later move is a fresh journal->ordered transition.
+func (d *defragger) rejournal(fd int) {
+	flags, err := GetFlags(fd)
+	if err != nil {
+		d.setupErr("getflags", err)
+		return
+	}
+	if flags&FSJournalDataFL != 0 {
+		return
+	}
+	if err := SetFlags(fd, flags|FSJournalDataFL); err != nil {
+		d.rep.RejournalErrors[ErrnoName(err)]++
+		return
+	}
+	d.rep.Rejournals++
+}
+
+// makeDonor creates a uniquely named donor of the orig's size with the
+// range [first, first+n) blocks preallocated, as e4defrag does.
+func (d *defragger) makeDonor(size, first, n int64) (int, string, error) {
+	name := filepath.Join(d.cfg.DonorDir, fmt.Sprintf("pbdonor-%d-%d-%d", d.pid, d.cfg.ID, d.iter))
+	fd, err := unix.Open(name, unix.O_CREAT|unix.O_RDWR|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		d.setupErr("donor-create", err)
+		return -1, "", err
+	}
+	fail := func(op string, err error) (int, string, error) {
+		d.setupErr(op, err)
+		unix.Close(fd)
+		unix.Unlink(name)
+		return -1, "", err
+	}
+	// A donor inheriting +j from its directory would make every move fail
+	// with EOPNOTSUPP for the donor's sake; only the orig should carry it.
+	if flags, err := GetFlags(fd); err == nil && flags&FSJournalDataFL != 0 {
+		if err := SetFlags(fd, flags&^FSJournalDataFL); err != nil {
+			return fail("donor-clear-journal", err)
+		}
+	}
+	if err := unix.Ftruncate(fd, size); err != nil {
+		return fail("donor-ftruncate", err)
+	}
+	if err := unix.Fallocate(fd, 0, first*d.fsbs, n*d.fsbs); err != nil {
+		return fail("donor-fallocate", err)
+	}
+	return fd, name, nil
+}

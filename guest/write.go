@@ -1,0 +1,240 @@
+package guest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Write modes.
+const (
+	ModeMmap   = "mmap"
+	ModePwrite = "pwrite"
+)
+
+// WriteConfig configures one writer.
+type WriteConfig struct {
+	Layout
+	Mode       string
+	ID         int
+	Duration   time.Duration
+	MsyncEvery int // mmap mode: msync(MS_SYNC) the file every K writes; 0 = never
+	FsyncEvery int // fsync the file every K writes; 0 = never
+	// mmap mode: after 1 in N writes also MADV_DONTNEED a random range so
+	// clean pages fault again; 0 = never.
+	DontneedOneIn int
+}
+
+// WriteReport is the JSON document printed by `pbguest write`.
+type WriteReport struct {
+	ID          int       `json:"id"`
+	Mode        string    `json:"mode"`
+	Writes      int64     `json:"writes"`
+	FaultsHint  int64     `json:"faults_hint"`
+	Dontneeds   int64     `json:"dontneeds,omitempty"`
+	Msyncs      int64     `json:"msyncs,omitempty"`
+	Fsyncs      int64     `json:"fsyncs,omitempty"`
+	Errors      []string  `json:"errors"`
+	ErrorsTotal int       `json:"errors_total"`
+	ElapsedS    float64   `json:"elapsed_s"`
+	Gens        [][]int64 `json:"gens"`
+}
+
+func (c WriteConfig) validate() error {
+	if err := c.Layout.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.Mode != ModeMmap && c.Mode != ModePwrite:
+		return fmt.Errorf("--mode must be mmap or pwrite, got %q", c.Mode)
+	case c.ID < 0 || c.ID >= c.Writers:
+		return fmt.Errorf("--id must be in [0, %d), got %d", c.Writers, c.ID)
+	case c.Duration <= 0:
+		return fmt.Errorf("--duration must be > 0, got %s", c.Duration)
+	case c.MsyncEvery < 0 || c.FsyncEvery < 0 || c.DontneedOneIn < 0:
+		return errors.New("--msync-every, --fsync-every and --dontneed-one-in must be >= 0")
+	}
+	return nil
+}
+
+// writer holds the per-run state of one Write call.
+type writer struct {
+	cfg   WriteConfig
+	fds   []int
+	maps  [][]byte
+	buf   []byte
+	rng   *RNG
+	rep   *WriteReport
+	errs  errList
+	page  int
+	owned []int
+}
+
+// Write rewrites random owned blocks with increasing generations until the
+// duration ends or ctx is cancelled. Per-block write failures (EIO,
+// SIGBUS, ...) are reported in the result, not returned as errors.
+func Write(ctx context.Context, cfg WriteConfig) (WriteReport, error) {
+	if err := cfg.validate(); err != nil {
+		return WriteReport{}, err
+	}
+	fds, err := openFiles(cfg.Layout, unix.O_RDWR)
+	if err != nil {
+		return WriteReport{}, fmt.Errorf("write: %w", err)
+	}
+	defer closeAll(fds)
+
+	rep := WriteReport{ID: cfg.ID, Mode: cfg.Mode, Gens: cfg.NewGens(-1)}
+	w := &writer{
+		cfg:   cfg,
+		fds:   fds,
+		buf:   make([]byte, cfg.BlockSize),
+		rng:   NewRNG(DeriveSeed(cfg.Seed, roleWrite, uint64(cfg.ID))),
+		rep:   &rep,
+		page:  os.Getpagesize(),
+		owned: cfg.Owned(cfg.ID),
+	}
+	w.loadGens()
+	if cfg.Mode == ModeMmap {
+		if err := w.mapAll(); err != nil {
+			return rep, err
+		}
+		// munmap without msync on purpose: dirty pages are left for
+		// writeback to race with whatever runs next.
+		defer w.unmapAll()
+	}
+
+	faults0 := pageFaults()
+	start := time.Now()
+	if len(w.owned) > 0 {
+		w.loop(ctx, start)
+	}
+	rep.ElapsedS = time.Since(start).Seconds()
+	rep.FaultsHint = pageFaults() - faults0
+	rep.Errors = w.errs.strings()
+	rep.ErrorsTotal = w.errs.total
+	return rep, nil
+}
+
+// loadGens starts each owned block from the generation on disk so that a
+// second write phase keeps increasing generations instead of restarting.
+func (w *writer) loadGens() {
+	for _, g := range w.owned {
+		f, b := g/w.cfg.Blocks, g%w.cfg.Blocks
+		n, err := unix.Pread(w.fds[f], w.buf, int64(b)*int64(w.cfg.BlockSize))
+		if err != nil || n != len(w.buf) {
+			w.errs.add("initial read %s block %d: n=%d err=%v", FileName(f), b, n, err)
+			w.rep.Gens[f][b] = 0
+			continue
+		}
+		// Against expected gen 0 an intact block is "ok" or "future".
+		v := Classify(w.buf, uint32(f), uint32(b), w.cfg.Seed, 0)
+		if v.Class != ClassOK && v.Class != ClassFuture {
+			w.errs.add("initial read %s block %d: %s, starting from gen 0", FileName(f), b, v.Class)
+			w.rep.Gens[f][b] = 0
+			continue
+		}
+		w.rep.Gens[f][b] = int64(v.Found.Gen)
+	}
+}
+
+func (w *writer) mapAll() error {
+	for i, fd := range w.fds {
+		m, err := unix.Mmap(fd, 0, int(w.cfg.FileSize()), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+		if err != nil {
+			w.unmapAll()
+			return fmt.Errorf("mmap %s: %w", FileName(i), err)
+		}
+		w.maps = append(w.maps, m)
+	}
+	return nil
+}
+
+func (w *writer) unmapAll() {
+	for _, m := range w.maps {
+		if err := unix.Munmap(m); err != nil {
+			w.errs.add("munmap: %v", err)
+		}
+	}
+	w.maps = nil
+}
+
+func (w *writer) loop(ctx context.Context, start time.Time) {
+	dontneed := w.cfg.DontneedOneIn
+	for time.Since(start) < w.cfg.Duration && ctx.Err() == nil {
+		g := w.owned[w.rng.Intn(len(w.owned))]
+		f, b := g/w.cfg.Blocks, g%w.cfg.Blocks
+		gen := uint64(w.rep.Gens[f][b]) + 1
+		EncodeBlock(w.buf, Header{File: uint32(f), Block: uint32(b), Writer: uint32(w.cfg.ID), Gen: gen, Seed: w.cfg.Seed})
+		off := int64(b) * int64(w.cfg.BlockSize)
+
+		var err error
+		if w.cfg.Mode == ModeMmap {
+			err = safeCopy(w.maps[f][off:off+int64(w.cfg.BlockSize)], w.buf)
+		} else {
+			var n int
+			n, err = unix.Pwrite(w.fds[f], w.buf, off)
+			if err == nil && n != len(w.buf) {
+				err = fmt.Errorf("short write %d of %d", n, len(w.buf))
+			}
+		}
+		if err != nil {
+			// The block is now in an unknown state; keep the last completed
+			// gen so verify reports what the failure left behind.
+			w.errs.add("%s %s block %d gen %d: %v", w.cfg.Mode, FileName(f), b, gen, err)
+			continue
+		}
+		w.rep.Gens[f][b] = int64(gen)
+		w.rep.Writes++
+		n := w.rep.Writes
+
+		if w.cfg.Mode == ModeMmap {
+			if w.cfg.MsyncEvery > 0 && n%int64(w.cfg.MsyncEvery) == 0 {
+				w.rep.Msyncs++
+				if err := unix.Msync(w.maps[f], unix.MS_SYNC); err != nil {
+					w.errs.add("msync %s: %v", FileName(f), err)
+				}
+			}
+			if dontneed > 0 && w.rng.Intn(dontneed) == 0 {
+				w.dropRange()
+			}
+		}
+		if w.cfg.FsyncEvery > 0 && n%int64(w.cfg.FsyncEvery) == 0 {
+			w.rep.Fsyncs++
+			if err := unix.Fsync(w.fds[f]); err != nil {
+				w.errs.add("fsync %s: %v", FileName(f), err)
+			}
+		}
+	}
+}
+
+// dropRange zaps the PTEs of a random page range so the next access takes
+// a fresh page fault (and page_mkwrite) on pages that may since have had
+// their address_space_operations swapped.
+func (w *writer) dropRange() {
+	f := w.rng.Intn(len(w.maps))
+	pages := len(w.maps[f]) / w.page
+	if pages == 0 {
+		return
+	}
+	first := w.rng.Intn(pages)
+	count := 1 + w.rng.Intn(min(16, pages-first))
+	r := w.maps[f][first*w.page : (first+count)*w.page]
+	w.rep.Dontneeds++
+	if err := unix.Madvise(r, unix.MADV_DONTNEED); err != nil {
+		w.errs.add("madvise %s pages %d+%d: %v", FileName(f), first, count, err)
+	}
+}
+
+// pageFaults returns the process's minor+major fault count; with several
+// writers in one process it is only a hint.
+func pageFaults() int64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Minflt + ru.Majflt
+}
