@@ -1,0 +1,31 @@
+# The two commands a user needs after cloning:
+#   make demo   installs what is missing, builds the kernels and guest image
+#               (cached), runs cases/ext4-journal-defrag with both variants
+#               and prints the side-by-side summary.
+#   make test   unit tests, then the end-to-end test (real kernels in QEMU).
+GO ?= go
+DEMO_ARGS ?=
+
+.PHONY: demo test setup unit e2e build
+
+setup:
+	ci/setup.sh
+
+build:
+	$(GO) build -o bin/patchbay ./cmd/patchbay
+
+demo: setup build
+	bin/patchbay run cases/ext4-journal-defrag $(DEMO_ARGS)
+
+unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+# The end-to-end test builds the case's kernels when they are not cached
+# (~20 min from clean on 2 cores), so it gets a long timeout.
+e2e: setup
+	PATCHBAY_E2E=1 $(GO) test -count=1 -timeout 80m -v -run 'TestEndToEnd' ./harness/
+
+test: setup
+	$(GO) vet ./...
+	PATCHBAY_E2E=1 $(GO) test -count=1 -timeout 80m ./...

@@ -1,0 +1,322 @@
+// Package harness loads cases, plans runs, runs them in VMs and judges them.
+package harness
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Case is one folder under cases/: a question, a kernel, a workload and the
+// variants to compare.
+type Case struct {
+	Name       string             `yaml:"name"`
+	Question   string             `yaml:"question"`
+	Kernel     KernelSpec         `yaml:"kernel"`
+	VM         VMSpec             `yaml:"vm"`
+	Filesystem FilesystemSpec     `yaml:"filesystem"`
+	Workload   WorkloadSpec       `yaml:"workload"`
+	Baseline   string             `yaml:"baseline"`
+	Variants   map[string]Variant `yaml:"variants"`
+
+	Dir  string `yaml:"-"` // folder of case.yaml
+	File string `yaml:"-"` // path of case.yaml
+}
+
+// KernelSpec: source + kconfig fragments + extra kernel command line.
+type KernelSpec struct {
+	Source    string   `yaml:"source"`    // debian:linux-source-6.12 or dir:PATH
+	Fragments []string `yaml:"fragments"` // paths relative to the case folder
+	Cmdline   string   `yaml:"cmdline"`
+}
+
+// VMSpec sizes the guest and bounds its phases.
+type VMSpec struct {
+	MemoryMB    int      `yaml:"memory_mb"`
+	CPUs        int      `yaml:"cpus"`
+	ScratchMB   int      `yaml:"scratch_mb"`
+	BootTimeout Duration `yaml:"boot_timeout"`
+}
+
+// FilesystemSpec says how the scratch disk is made and mounted.
+type FilesystemSpec struct {
+	Mkfs         string `yaml:"mkfs"`          // command, the device is appended
+	MountOptions string `yaml:"mount_options"` // -o value
+	JournalData  bool   `yaml:"journal_data"`  // chattr +j the work files (needs nodelalloc)
+}
+
+// WorkloadSpec sizes the guest workload.
+type WorkloadSpec struct {
+	Duration      Duration `yaml:"duration"`
+	Files         int      `yaml:"files"`
+	Blocks        int      `yaml:"blocks"` // per file, 4 KiB each
+	MmapWriters   int      `yaml:"mmap_writers"`
+	PwriteWriters int      `yaml:"pwrite_writers"`
+	MsyncEvery    int      `yaml:"msync_every"`
+	Defrag        struct {
+		Workers     int  `yaml:"workers"`
+		RangeBlocks int  `yaml:"range_blocks"`
+		Rejournal   bool `yaml:"rejournal"` // set +j again after a fallback cleared it
+	} `yaml:"defrag"`
+}
+
+// Variant is one kernel to compare: the base plus patches, and what its runs
+// must show.
+type Variant struct {
+	Description string      `yaml:"description"`
+	Patches     []string    `yaml:"patches"` // relative to the case folder
+	Expect      Expectation `yaml:"expect"`
+}
+
+// Expectation is what a run of a variant must show to pass. Unset limits are
+// not checked.
+type Expectation struct {
+	MinMoved             *int `yaml:"min_moved"`              // successful EXT4_IOC_MOVE_EXT calls
+	MaxMoved             *int `yaml:"max_moved"`              //
+	MinRefusedEOPNOTSUPP *int `yaml:"min_refused_eopnotsupp"` //
+	MinTransitions       *int `yaml:"min_transitions"`        // moves that swapped a_ops
+	MaxBadBlocks         *int `yaml:"max_bad_blocks"`         // over all verify phases
+	FsckClean            bool `yaml:"fsck_clean"`             // e2fsck -fn exits 0
+	NoFindings           bool `yaml:"no_findings"`            // no severe console finding
+}
+
+// Duration is a time.Duration written as "20s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses Go duration syntax.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 20s or 2m", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalYAML writes the duration back as text.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// MarshalJSON writes the duration as text, for summary.json.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + time.Duration(d).String() + `"`), nil
+}
+
+var variantName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+
+// LoadCase reads and validates a case from a folder or a case.yaml path.
+// Every error names the file, the line and the field.
+func LoadCase(path string) (*Case, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, "case.yaml")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("case: %w", err)
+	}
+	c, err := ParseCase(path, data)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ParseCase parses case YAML; path is used for error messages and to
+// resolve relative patch and fragment paths.
+func ParseCase(path string, data []byte) (*Case, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	c := &Case{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("%s: %s", path, strings.Join(te.Errors, "; "))
+		}
+		return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	c.File = path
+	// Absolute, because kernel builds run in other directories.
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	c.Dir = dir
+	c.applyDefaults()
+	if err := c.validate(&root); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Case) applyDefaults() {
+	setInt := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	setInt(&c.VM.MemoryMB, 1024)
+	setInt(&c.VM.CPUs, 2)
+	setInt(&c.VM.ScratchMB, 512)
+	if c.VM.BootTimeout == 0 {
+		c.VM.BootTimeout = Duration(3 * time.Minute)
+	}
+	if c.Filesystem.Mkfs == "" {
+		c.Filesystem.Mkfs = "mkfs.ext4 -F -q"
+	}
+	setInt(&c.Workload.Files, 4)
+	setInt(&c.Workload.Blocks, 256)
+	setInt(&c.Workload.Defrag.RangeBlocks, 16)
+	if c.Workload.Duration == 0 {
+		c.Workload.Duration = Duration(20 * time.Second)
+	}
+}
+
+// validate checks values that YAML types cannot, reporting the line of the
+// offending field.
+func (c *Case) validate(root *yaml.Node) error {
+	var errs []string
+	bad := func(field, msg string) {
+		errs = append(errs, fmt.Sprintf("%s:%d: %s: %s", c.File, lineOf(root, field), field, msg))
+	}
+	if c.Name == "" {
+		bad("name", "missing")
+	}
+	if c.Kernel.Source == "" {
+		bad("kernel.source", "missing (e.g. debian:linux-source-6.12)")
+	}
+	for i, f := range c.Kernel.Fragments {
+		if _, err := os.Stat(c.Path(f)); err != nil {
+			bad(fmt.Sprintf("kernel.fragments.%d", i), fmt.Sprintf("%s: no such file", f))
+		}
+	}
+	if c.VM.MemoryMB < 256 {
+		bad("vm.memory_mb", "must be at least 256")
+	}
+	if c.VM.CPUs < 1 || c.VM.CPUs > 64 {
+		bad("vm.cpus", "must be 1..64")
+	}
+	if c.VM.ScratchMB < 64 {
+		bad("vm.scratch_mb", "must be at least 64")
+	}
+	w := c.Workload
+	if w.Duration.D() <= 0 {
+		bad("workload.duration", "must be positive")
+	}
+	if w.Files < 1 || w.Files > 1000 {
+		bad("workload.files", "must be 1..1000")
+	}
+	if w.Blocks < 1 {
+		bad("workload.blocks", "must be positive")
+	}
+	if w.MmapWriters < 0 || w.PwriteWriters < 0 || w.Defrag.Workers < 0 {
+		bad("workload", "worker counts cannot be negative")
+	}
+	if w.MmapWriters+w.PwriteWriters == 0 {
+		bad("workload.mmap_writers", "need at least one mmap or pwrite writer")
+	}
+	if w.Defrag.RangeBlocks < 1 {
+		bad("workload.defrag.range_blocks", "must be positive")
+	}
+	need := int64(w.Files) * int64(w.Blocks) * 4096 * 3 // files + donors + slack
+	if need > int64(c.VM.ScratchMB)<<20 {
+		bad("workload.blocks", fmt.Sprintf("files*blocks*4KiB*3 = %d MiB does not fit vm.scratch_mb = %d", need>>20, c.VM.ScratchMB))
+	}
+	if c.Filesystem.JournalData && !strings.Contains(c.Filesystem.MountOptions, "nodelalloc") {
+		bad("filesystem.journal_data", "per-inode data journaling only takes effect with mount option nodelalloc")
+	}
+	if len(c.Variants) == 0 {
+		bad("variants", "at least one variant is needed")
+	}
+	for _, name := range c.VariantNames() {
+		v := c.Variants[name]
+		if !variantName.MatchString(name) {
+			bad("variants."+name, "name must be lower case letters, digits, '.', '_' or '-'")
+		}
+		for i, p := range v.Patches {
+			if _, err := os.Stat(c.Path(p)); err != nil {
+				bad(fmt.Sprintf("variants.%s.patches.%d", name, i), fmt.Sprintf("%s: no such file", p))
+			}
+		}
+	}
+	if c.Baseline != "" {
+		if _, ok := c.Variants[c.Baseline]; !ok {
+			bad("baseline", fmt.Sprintf("%q is not a variant", c.Baseline))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "\n"))
+	}
+	return nil
+}
+
+// Path resolves a path from the case file relative to the case folder.
+func (c *Case) Path(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.Dir, p)
+}
+
+// VariantNames returns the variants, baseline first, then by name.
+func (c *Case) VariantNames() []string {
+	names := make([]string, 0, len(c.Variants))
+	for n := range c.Variants {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if (names[i] == c.Baseline) != (names[j] == c.Baseline) {
+			return names[i] == c.Baseline
+		}
+		return names[i] < names[j]
+	})
+	return names
+}
+
+// lineOf finds the line of a dotted field path (map keys, or sequence
+// indexes as numbers) in a YAML document; the nearest existing parent's line
+// when the field itself is absent.
+func lineOf(doc *yaml.Node, field string) int {
+	n := doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	line := n.Line
+	for _, part := range strings.Split(field, ".") {
+		var next *yaml.Node
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == part {
+					line = n.Content[i].Line
+					next = n.Content[i+1]
+					break
+				}
+			}
+		case yaml.SequenceNode:
+			var idx int
+			if _, err := fmt.Sscanf(part, "%d", &idx); err == nil && idx >= 0 && idx < len(n.Content) {
+				next = n.Content[idx]
+				line = next.Line
+			}
+		}
+		if next == nil {
+			return line
+		}
+		n = next
+	}
+	return line
+}

@@ -1,0 +1,151 @@
+package harness
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"patchbay/triage"
+)
+
+// Outcome is the class of one run. Exactly one per run, never mixed: an
+// infrastructure problem is never reported as a kernel failure.
+type Outcome string
+
+// Outcomes, in the order a report lists them.
+const (
+	Pass        Outcome = "pass"        // every expectation held
+	Fail        Outcome = "fail"        // an expectation broke: data, fsck, refusals, moves
+	Crash       Outcome = "crash"       // oops/BUG/panic/WARNING/lockdep/KASAN on the console
+	Hang        Outcome = "hang"        // hung task, stall, or no progress before the deadline
+	BootError   Outcome = "boot-error"  // no SSH before the boot deadline
+	InfraError  Outcome = "infra-error" // the host failed: QEMU missing, disk full, ...
+	Interrupted Outcome = "interrupted" // the user stopped the run
+)
+
+// Outcomes lists every outcome in report order.
+var Outcomes = []Outcome{Pass, Fail, Crash, Hang, BootError, InfraError, Interrupted}
+
+// RunRecord is everything one run produced, as written to run.json and
+// summarized in summary.json.
+type RunRecord struct {
+	Case      string    `json:"case"`
+	Variant   string    `json:"variant"`
+	Index     int       `json:"index"`
+	Seed      uint64    `json:"seed"`
+	Kernel    string    `json:"kernel_key"`
+	Release   string    `json:"kernel_release"`
+	Accel     string    `json:"accel"`
+	Started   time.Time `json:"started"`
+	Seconds   float64   `json:"seconds"`
+	BootSecs  float64   `json:"boot_seconds"`
+	Outcome   Outcome   `json:"outcome"`
+	Reasons   []string  `json:"reasons"`
+	Dir       string    `json:"dir"` // relative to the results directory
+	QMPEvents []string  `json:"qmp_events,omitempty"`
+
+	JournalDataFiles int              `json:"journal_data_files"`
+	Writers          []WriterResult   `json:"writers"`
+	Defrag           []DefragResult   `json:"defrag"`
+	Verify           []VerifyResult   `json:"verify"`
+	Fsck             *FsckResult      `json:"fsck,omitempty"`
+	Findings         []triage.Finding `json:"findings"`
+}
+
+// WriterResult is what one guest writer reported (subset of its JSON).
+type WriterResult struct {
+	ID      int      `json:"id"`
+	Mode    string   `json:"mode"`
+	Writes  int64    `json:"writes"`
+	Errors  []string `json:"errors"`
+	Elapsed float64  `json:"elapsed_s"`
+}
+
+// DefragResult is what one guest defrag worker reported.
+type DefragResult struct {
+	Attempts    int64            `json:"attempts"`
+	Results     map[string]int64 `json:"results"`
+	Transitions int64            `json:"transitions"`
+	Rejournals  int64            `json:"rejournals"`
+	BlocksMoved int64            `json:"blocks_moved"`
+	Elapsed     float64          `json:"elapsed_s"`
+}
+
+// VerifyResult is one verify pass (live, dropcache, remount).
+type VerifyResult struct {
+	Phase    string            `json:"phase"`
+	Blocks   int64             `json:"blocks"`
+	Counts   map[string]int64  `json:"counts"`
+	BadTotal int64             `json:"bad_total"`
+	Bad      []json.RawMessage `json:"bad,omitempty"`
+}
+
+// FsckResult is e2fsck -fn on the unmounted scratch disk.
+type FsckResult struct {
+	Exit  int  `json:"exit"`
+	Clean bool `json:"clean"`
+}
+
+// Moved sums successful moves over the defrag workers.
+func (r *RunRecord) Moved() int64 {
+	return r.defragSum(func(d DefragResult) int64 { return d.Results["moved"] })
+}
+
+// Refused sums results with the given errno name.
+func (r *RunRecord) Refused(errno string) int64 {
+	return r.defragSum(func(d DefragResult) int64 { return d.Results[errno] })
+}
+
+// Transitions sums the a_ops swaps the workload caused.
+func (r *RunRecord) Transitions() int64 {
+	return r.defragSum(func(d DefragResult) int64 { return d.Transitions })
+}
+
+// Writes sums completed block writes over the writers.
+func (r *RunRecord) Writes() int64 {
+	var n int64
+	for _, w := range r.Writers {
+		n += w.Writes
+	}
+	return n
+}
+
+// BadBlocks sums bad blocks over all verify phases.
+func (r *RunRecord) BadBlocks() int64 {
+	var n int64
+	for _, v := range r.Verify {
+		n += v.BadTotal
+	}
+	return n
+}
+
+func (r *RunRecord) defragSum(f func(DefragResult) int64) int64 {
+	var n int64
+	for _, d := range r.Defrag {
+		n += f(d)
+	}
+	return n
+}
+
+// writeJSON writes v to path atomically (temp file + rename).
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, append(data, '\n'))
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,456 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"patchbay/images"
+	"patchbay/kernel"
+	"patchbay/triage"
+	"patchbay/vm"
+)
+
+// Guest paths. The root image is attached snapshot=on, so nothing persists.
+const (
+	guestBin   = "/usr/local/bin/pbguest"
+	scratchDev = "/dev/vdb"
+	mountPoint = "/mnt/scratch"
+	workDir    = mountPoint + "/work"
+	donorDir   = mountPoint + "/donors"
+	guestTmp   = "/tmp/pb"
+)
+
+// Runner runs single runs of a case: one fresh VM per run (lockdep reports
+// once per boot), evidence written under ResultsDir/<variant>/<index>/.
+type Runner struct {
+	Case       *Case
+	Image      *images.Image
+	GuestBin   string // static pbguest binary for the guest
+	Accel      string // kvm or tcg
+	ResultsDir string
+	Progress   io.Writer
+}
+
+// RunOne runs variant's run number index with the given seed and kernel.
+// It always returns a record with an outcome; the error is only for results
+// that could not be written.
+func (r *Runner) RunOne(ctx context.Context, variant string, index int, seed uint64, k *kernel.Artifact) (*RunRecord, error) {
+	rel := filepath.Join(variant, fmt.Sprint(index))
+	dir := filepath.Join(r.ResultsDir, rel)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("results directory: %w", err)
+	}
+	rec := &RunRecord{
+		Case: r.Case.Name, Variant: variant, Index: index, Seed: seed,
+		Kernel: k.Key, Release: k.Release, Accel: r.Accel, Started: time.Now().UTC(), Dir: rel,
+	}
+	st := r.execute(ctx, rec, dir, k)
+	rec.Seconds = time.Since(rec.Started).Seconds()
+	if ctx.Err() != nil {
+		st.Interrupted = true
+	}
+	Judge(rec, st, r.Case.Variants[variant].Expect)
+	if err := writeJSON(filepath.Join(dir, "findings.json"), rec.Findings); err != nil {
+		return rec, err
+	}
+	if err := writeJSON(filepath.Join(dir, "run.json"), rec); err != nil {
+		return rec, err
+	}
+	r.logf("%s #%d: %s %s", variant, index, rec.Outcome, strings.Join(rec.Reasons, "; "))
+	return rec, nil
+}
+
+func (r *Runner) logf(format string, args ...any) {
+	if r.Progress != nil {
+		fmt.Fprintf(r.Progress, "[run] "+format+"\n", args...)
+	}
+}
+
+// execute boots the VM and drives the phases; it fills rec and returns how
+// the run went. The VM is always closed and the console triaged.
+func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *kernel.Artifact) (st RunStatus) {
+	c := r.Case
+	scratch := filepath.Join(dir, "scratch.raw")
+	if err := makeSparse(scratch, int64(c.VM.ScratchMB)<<20); err != nil {
+		st.Infra = "scratch disk: " + err.Error()
+		return st
+	}
+	defer os.Remove(scratch)
+	signer, err := r.Image.Signer()
+	if err != nil {
+		st.Infra = err.Error()
+		return st
+	}
+	hostKey, err := r.Image.HostPublicKey()
+	if err != nil {
+		st.Infra = err.Error()
+		return st
+	}
+	m, err := vm.Start(ctx, vm.Config{
+		Kernel: k.BzImage, Cmdline: c.Kernel.Cmdline, RootImage: r.Image.Root,
+		Disks: []string{scratch}, MemoryMB: c.VM.MemoryMB, CPUs: c.VM.CPUs,
+		Accel: r.Accel, WorkDir: dir, Signer: signer, HostKey: hostKey,
+	})
+	if err != nil {
+		st.Infra = err.Error()
+		return st
+	}
+	defer func() {
+		rec.QMPEvents = m.Events()
+		m.Close()
+		r.triage(rec, dir, m.Console())
+	}()
+
+	bootCtx, cancel := context.WithTimeout(ctx, c.VM.BootTimeout.D())
+	err = m.WaitReady(bootCtx)
+	cancel()
+	if err != nil {
+		switch {
+		case ctx.Err() != nil:
+		case errors.Is(err, vm.ErrExited):
+			st.Boot = "QEMU exited during boot: " + err.Error()
+		default:
+			st.Boot = err.Error()
+		}
+		return st
+	}
+	rec.BootSecs = time.Since(rec.Started).Seconds()
+	r.logf("%s #%d: booted in %.1fs (%s)", rec.Variant, rec.Index, rec.BootSecs, r.Accel)
+
+	g := &guest{m: m, dir: dir}
+	if err := g.phase(ctx, "setup"); err != nil {
+		return g.lost(ctx, st, err)
+	}
+	if err := r.upload(ctx, g); err != nil {
+		return g.lost(ctx, st, err)
+	}
+	if s, err := r.setup(ctx, g, rec); err != nil {
+		return g.lost(ctx, st, err)
+	} else if s != "" {
+		st.Setup = s
+		return st
+	}
+	if err := g.phase(ctx, "workload"); err != nil {
+		return g.lost(ctx, st, err)
+	}
+	if err := r.workload(ctx, g, rec); err != nil {
+		return g.lost(ctx, st, err)
+	}
+	if err := g.phase(ctx, "verify"); err != nil {
+		return g.lost(ctx, st, err)
+	}
+	if err := r.verify(ctx, g, rec); err != nil {
+		return g.lost(ctx, st, err)
+	}
+	if len(rec.Verify) != 3 {
+		st.Incomplete = fmt.Sprintf("verify produced %d of 3 phases", len(rec.Verify))
+	}
+	if out, err := g.m.Output(ctx, "dmesg"); err == nil {
+		os.WriteFile(filepath.Join(dir, "dmesg.txt"), out, 0o644)
+	}
+	return st
+}
+
+// triage parses the console (it survives a dead SSH) and dmesg, keeping the
+// first occurrence of each distinct finding.
+func (r *Runner) triage(rec *RunRecord, dir string, console []byte) {
+	findings := triage.Parse(console)
+	if dmesg, err := os.ReadFile(filepath.Join(dir, "dmesg.txt")); err == nil {
+		seen := map[string]bool{}
+		for _, f := range findings {
+			seen[string(f.Kind)+"\x00"+f.Title] = true
+		}
+		for _, f := range triage.Parse(dmesg) {
+			if !seen[string(f.Kind)+"\x00"+f.Title] {
+				findings = append(findings, f)
+			}
+		}
+	}
+	rec.Findings = findings
+}
+
+// guest wraps the machine with the run's logging conventions.
+type guest struct {
+	m   *vm.Machine
+	dir string
+}
+
+// phase writes a marker to the kernel log so findings can be placed.
+func (g *guest) phase(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	_, err := g.m.Output(ctx, fmt.Sprintf("echo 'patchbay: phase %s' > /dev/kmsg", name))
+	return err
+}
+
+// sh runs a command with a timeout, saving its output under name in the run
+// directory when name is not empty.
+func (g *guest) sh(ctx context.Context, timeout time.Duration, name, cmd string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var out, errb bytes.Buffer
+	err := g.m.Run(ctx, cmd, nil, &out, &errb)
+	if name != "" {
+		os.WriteFile(filepath.Join(g.dir, name), append(out.Bytes(), errb.Bytes()...), 0o644)
+	}
+	if err != nil {
+		return out.Bytes(), fmt.Errorf("%s: %w: %s", cmd, err, lastLine(errb.String()))
+	}
+	return out.Bytes(), nil
+}
+
+// lost turns an error in a guest step into a status: the user stopped us,
+// the VM died (crash or infra, decided from the console later), a deadline
+// passed with the VM alive (hang), or the step itself failed.
+func (g *guest) lost(ctx context.Context, st RunStatus, err error) RunStatus {
+	if ctx.Err() != nil {
+		st.Interrupted = true
+		return st
+	}
+	select {
+	case <-g.m.Exited():
+		st.VMDied = "QEMU exited mid-run: " + err.Error()
+		return st
+	default:
+	}
+	if g.m.Panicked() {
+		st.VMDied = "guest panicked: " + err.Error()
+		return st
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Let the rest of a splat reach the console before judging.
+		time.Sleep(2 * time.Second)
+		st.Timeout = "deadline passed with the VM running: " + err.Error()
+		return st
+	}
+	if status, serr := g.m.Status(); serr == nil && status != "running" {
+		st.VMDied = fmt.Sprintf("VM %s: %v", status, err)
+		return st
+	}
+	st.Incomplete = err.Error()
+	return st
+}
+
+func (r *Runner) upload(ctx context.Context, g *guest) error {
+	f, err := os.Open(r.GuestBin)
+	if err != nil {
+		return fmt.Errorf("guest binary: %w", err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return g.m.Upload(ctx, f, guestBin, 0o755)
+}
+
+// common are the pbguest flags every subcommand shares.
+func (r *Runner) common(seed uint64) string {
+	w := r.Case.Workload
+	return fmt.Sprintf("--dir %s --files %d --blocks %d --writers %d --seed %d",
+		workDir, w.Files, w.Blocks, w.MmapWriters+w.PwriteWriters, seed)
+}
+
+// setup makes and mounts the file system and the work files. It returns a
+// non-empty reason when the case's setup did not take effect.
+func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, error) {
+	fs := r.Case.Filesystem
+	cmd := fmt.Sprintf("set -e; %s %s; mkdir -p %s; mount -t ext4 -o %s %s %s; mkdir -p %s %s %s",
+		fs.Mkfs, scratchDev, mountPoint, mountOpts(fs.MountOptions), scratchDev, mountPoint, workDir, donorDir, guestTmp)
+	if _, err := g.sh(ctx, 2*time.Minute, "setup.txt", cmd); err != nil {
+		return "", err
+	}
+	prep := guestBin + " prepare " + r.common(rec.Seed)
+	if fs.JournalData {
+		prep += " --journal-data"
+	}
+	out, err := g.sh(ctx, 5*time.Minute, "", prep)
+	if err != nil {
+		return "", err
+	}
+	os.WriteFile(filepath.Join(g.dir, "prepare.json"), out, 0o644)
+	var p struct {
+		JournalDataFiles int `json:"journal_data_files"`
+	}
+	if err := json.Unmarshal(out, &p); err != nil {
+		return "", fmt.Errorf("prepare output: %w", err)
+	}
+	rec.JournalDataFiles = p.JournalDataFiles
+	if !fs.JournalData {
+		return "", nil
+	}
+	// Check with the standard tool too, not only with our own ioctl.
+	lsattr, err := g.sh(ctx, time.Minute, "lsattr.txt", "lsattr "+workDir)
+	if err != nil {
+		return "", err
+	}
+	flagged := 0
+	for _, line := range strings.Split(string(lsattr), "\n") {
+		if attrs, _, ok := strings.Cut(line, " "); ok && strings.Contains(attrs, "j") {
+			flagged++
+		}
+	}
+	if p.JournalDataFiles != r.Case.Workload.Files || flagged != r.Case.Workload.Files {
+		return fmt.Sprintf("data journaling set on %d (ioctl) / %d (lsattr) of %d files", p.JournalDataFiles, flagged, r.Case.Workload.Files), nil
+	}
+	return "", nil
+}
+
+func mountOpts(o string) string {
+	if o == "" {
+		return "defaults"
+	}
+	return o
+}
+
+// workload starts every writer and defrag worker in its own SSH session at
+// once and waits for all of them.
+func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
+	w := r.Case.Workload
+	dur := w.Duration.D()
+	// The guest stops itself at the duration; the margin covers a slow
+	// start under TCG and the final munmap/fsync.
+	deadline := dur + 2*time.Minute + dur
+	type job struct {
+		name, cmd string
+		defrag    bool
+	}
+	var jobs []job
+	for i := 0; i < w.MmapWriters+w.PwriteWriters; i++ {
+		mode := "mmap"
+		if i >= w.MmapWriters {
+			mode = "pwrite"
+		}
+		cmd := fmt.Sprintf("%s write %s --mode %s --id %d --duration %s", guestBin, r.common(rec.Seed), mode, i, dur)
+		if mode == "mmap" && w.MsyncEvery > 0 {
+			cmd += fmt.Sprintf(" --msync-every %d", w.MsyncEvery)
+		}
+		jobs = append(jobs, job{name: fmt.Sprintf("writer-%d", i), cmd: cmd + " > " + guestTmp + fmt.Sprintf("/writer-%d.json", i) + " && cat " + guestTmp + fmt.Sprintf("/writer-%d.json", i)})
+	}
+	for i := 0; i < w.Defrag.Workers; i++ {
+		cmd := fmt.Sprintf("%s defrag %s --id %d --donor-dir %s/d%d --duration %s --range-blocks %d",
+			guestBin, r.common(rec.Seed), i, donorDir, i, dur, w.Defrag.RangeBlocks)
+		if w.Defrag.Rejournal {
+			cmd += " --rejournal"
+		}
+		jobs = append(jobs, job{name: fmt.Sprintf("defrag-%d", i), cmd: fmt.Sprintf("mkdir -p %s/d%d && %s", donorDir, i, cmd), defrag: true})
+	}
+	outs := make([][]byte, len(jobs))
+	errs := make([]error, len(jobs))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = g.sh(ctx, deadline, "", j.cmd)
+		}()
+	}
+	wg.Wait()
+	all := map[string]json.RawMessage{}
+	var firstErr error
+	for i, j := range jobs {
+		if errs[i] != nil {
+			if firstErr == nil {
+				firstErr = fmt.Errorf("%s: %w", j.name, errs[i])
+			}
+			continue
+		}
+		all[j.name] = json.RawMessage(outs[i])
+		if j.defrag {
+			var d DefragResult
+			if err := json.Unmarshal(outs[i], &d); err != nil {
+				return fmt.Errorf("%s output: %w", j.name, err)
+			}
+			rec.Defrag = append(rec.Defrag, d)
+		} else {
+			var wr WriterResult
+			if err := json.Unmarshal(outs[i], &wr); err != nil {
+				return fmt.Errorf("%s output: %w", j.name, err)
+			}
+			rec.Writers = append(rec.Writers, wr)
+		}
+	}
+	if err := writeJSON(filepath.Join(g.dir, "workload.json"), all); err != nil {
+		return err
+	}
+	return firstErr
+}
+
+// verify checks every block live, after dropping the page cache, and after
+// a remount; then e2fsck -fn on the unmounted disk.
+func (r *Runner) verify(ctx context.Context, g *guest, rec *RunRecord) error {
+	w := r.Case.Workload
+	expect := ""
+	for i := 0; i < w.MmapWriters+w.PwriteWriters; i++ {
+		expect += fmt.Sprintf(" --expect %s/writer-%d.json", guestTmp, i)
+	}
+	mount := fmt.Sprintf("mount -t ext4 -o %s %s %s", mountOpts(r.Case.Filesystem.MountOptions), scratchDev, mountPoint)
+	steps := []struct{ phase, before string }{
+		{"live", ""},
+		{"dropcache", "sync && echo 3 > /proc/sys/vm/drop_caches"},
+		{"remount", "umount " + mountPoint + " && " + mount},
+	}
+	results := map[string]json.RawMessage{}
+	defer writeJSON(filepath.Join(g.dir, "verify.json"), results)
+	for _, s := range steps {
+		if s.before != "" {
+			if _, err := g.sh(ctx, 5*time.Minute, "", s.before); err != nil {
+				return err
+			}
+		}
+		cmd := fmt.Sprintf("%s verify %s --phase %s --mmap%s", guestBin, r.common(rec.Seed), s.phase, expect)
+		out, err := g.sh(ctx, 10*time.Minute, "", cmd)
+		if err != nil {
+			return err
+		}
+		results[s.phase] = json.RawMessage(out)
+		var v VerifyResult
+		if err := json.Unmarshal(out, &v); err != nil {
+			return fmt.Errorf("verify %s output: %w", s.phase, err)
+		}
+		rec.Verify = append(rec.Verify, v)
+	}
+	if _, err := g.sh(ctx, 2*time.Minute, "", "umount "+mountPoint); err != nil {
+		return err
+	}
+	// e2fsck exits 4 (or more) when it finds errors it did not fix.
+	out, err := g.sh(ctx, 10*time.Minute, "fsck.txt", "e2fsck -fn "+scratchDev+"; echo \"e2fsck-exit=$?\"")
+	if err != nil {
+		return err
+	}
+	var code int
+	if i := strings.LastIndex(string(out), "e2fsck-exit="); i >= 0 {
+		fmt.Sscanf(string(out[i:]), "e2fsck-exit=%d", &code)
+	} else {
+		return errors.New("e2fsck: no exit status in its output")
+	}
+	rec.Fsck = &FsckResult{Exit: code, Clean: code == 0}
+	return nil
+}
+
+func makeSparse(path string, size int64) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndex(s, "\n"); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}

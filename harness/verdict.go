@@ -1,0 +1,143 @@
+package harness
+
+import (
+	"fmt"
+
+	"patchbay/triage"
+)
+
+// RunStatus is how the run itself went, apart from what it measured.
+type RunStatus struct {
+	Interrupted bool   // the user stopped it
+	Infra       string // the host failed (non-empty: why)
+	Boot        string // no SSH before the deadline (non-empty: why)
+	Timeout     string // a phase overran its deadline with the VM alive
+	VMDied      string // QEMU went away or SSH was lost mid-run
+	Setup       string // the case's setup did not take effect (e.g. +j not set)
+	Incomplete  string // a workload or verify step produced no result
+}
+
+// hangKinds are findings that mean the kernel stopped making progress.
+var hangKinds = map[triage.Kind]bool{"hung-task": true, "rcu-stall": true, "soft-lockup": true}
+
+// fsKinds are the file system reporting damage it found: evidence of lost
+// or corrupted data (a fail), not the kernel crashing.
+var fsKinds = map[triage.Kind]bool{"ext4-error": true, "ext4-warning": true, "jbd2-error": true}
+
+// Judge sets rec.Outcome and rec.Reasons from the run status, the findings
+// and the variant's expectations. Precedence: interrupted, infra-error,
+// boot-error (unless the console shows the kernel crashed while booting),
+// crash, hang, fail, pass. Every broken expectation is listed as a reason.
+func Judge(rec *RunRecord, st RunStatus, exp Expectation) {
+	rec.Reasons = nil
+	set := func(o Outcome, why ...string) {
+		rec.Outcome = o
+		rec.Reasons = append(rec.Reasons, why...)
+	}
+	var crashes, hangs []string
+	for _, f := range rec.Findings {
+		switch {
+		case hangKinds[f.Kind]:
+			hangs = append(hangs, f.Title)
+		case fsKinds[f.Kind]:
+		case f.Severe():
+			crashes = append(crashes, f.Title)
+		}
+	}
+	switch {
+	case st.Interrupted:
+		set(Interrupted, "interrupted by the user")
+		return
+	case st.Infra != "":
+		set(InfraError, st.Infra)
+		return
+	case len(crashes) > 0:
+		set(Crash, crashes...)
+		return
+	case st.Boot != "":
+		set(BootError, st.Boot)
+		return
+	case len(hangs) > 0:
+		set(Hang, hangs...)
+		return
+	case st.Timeout != "":
+		set(Hang, st.Timeout)
+		return
+	case st.VMDied != "":
+		// The VM went away without a recognizable splat: not a kernel
+		// failure we can name, and not a pass.
+		set(InfraError, st.VMDied)
+		return
+	}
+	var broken []string
+	if st.Setup != "" {
+		broken = append(broken, "setup: "+st.Setup)
+	}
+	if st.Incomplete != "" {
+		broken = append(broken, st.Incomplete)
+	}
+	broken = append(broken, checkExpectation(rec, exp)...)
+	if len(broken) > 0 {
+		set(Fail, broken...)
+		return
+	}
+	set(Pass)
+}
+
+// checkExpectation lists every expectation the run broke.
+func checkExpectation(rec *RunRecord, exp Expectation) []string {
+	var broken []string
+	atLeast := func(name string, got int64, min *int) {
+		if min != nil && got < int64(*min) {
+			broken = append(broken, fmt.Sprintf("%s = %d, expected at least %d", name, got, *min))
+		}
+	}
+	atMost := func(name string, got int64, max *int) {
+		if max != nil && got > int64(*max) {
+			broken = append(broken, fmt.Sprintf("%s = %d, expected at most %d", name, got, *max))
+		}
+	}
+	atLeast("moves", rec.Moved(), exp.MinMoved)
+	atMost("moves", rec.Moved(), exp.MaxMoved)
+	atLeast("EOPNOTSUPP refusals", rec.Refused("EOPNOTSUPP"), exp.MinRefusedEOPNOTSUPP)
+	atLeast("a_ops transitions", rec.Transitions(), exp.MinTransitions)
+	atMost("bad blocks", rec.BadBlocks(), exp.MaxBadBlocks)
+	if exp.MaxBadBlocks != nil {
+		for _, v := range rec.Verify {
+			if v.BadTotal > 0 {
+				broken = append(broken, fmt.Sprintf("verify %s: %d bad blocks %v", v.Phase, v.BadTotal, nonOK(v.Counts)))
+			}
+		}
+	}
+	if exp.FsckClean {
+		switch {
+		case rec.Fsck == nil:
+			broken = append(broken, "e2fsck did not run")
+		case !rec.Fsck.Clean:
+			broken = append(broken, fmt.Sprintf("e2fsck -fn exit %d: file system not clean", rec.Fsck.Exit))
+		}
+	}
+	if exp.NoFindings {
+		// Crashes and hangs were classified before; what is left (ext4
+		// errors and warnings, lockdep turned off, ...) still fails.
+		for _, f := range rec.Findings {
+			broken = append(broken, fmt.Sprintf("finding: %s (%s)", f.Title, f.Kind))
+		}
+	}
+	for _, w := range rec.Writers {
+		for _, e := range w.Errors {
+			broken = append(broken, fmt.Sprintf("writer %d (%s): %s", w.ID, w.Mode, e))
+		}
+	}
+	return broken
+}
+
+func nonOK(counts map[string]int64) map[string]int64 {
+	out := map[string]int64{}
+	for k, v := range counts {
+		if k != "ok" && v > 0 {
+			out[k] = v
+		}
+	}
+	return out
+}

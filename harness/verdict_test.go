@@ -1,0 +1,94 @@
+package harness
+
+import (
+	"strings"
+	"testing"
+
+	"patchbay/triage"
+)
+
+func intp(n int) *int { return &n }
+
+// stockRun is a run that meets the eopnotsupp expectations.
+func stockRun() *RunRecord {
+	return &RunRecord{
+		Writers: []WriterResult{{ID: 0, Mode: "mmap", Writes: 100}},
+		Defrag:  []DefragResult{{Attempts: 50, Results: map[string]int64{"EOPNOTSUPP": 50}}},
+		Verify: []VerifyResult{
+			{Phase: "live", Counts: map[string]int64{"ok": 1024}},
+			{Phase: "dropcache", Counts: map[string]int64{"ok": 1024}},
+			{Phase: "remount", Counts: map[string]int64{"ok": 1024}},
+		},
+		Fsck: &FsckResult{Exit: 0, Clean: true},
+	}
+}
+
+var stockExpect = Expectation{
+	MaxMoved: intp(0), MinRefusedEOPNOTSUPP: intp(1), MaxBadBlocks: intp(0), FsckClean: true, NoFindings: true,
+}
+
+func TestJudge(t *testing.T) {
+	warn := triage.Finding{Kind: "WARNING", Title: "WARNING in ext4_move_extents"}
+	hung := triage.Finding{Kind: "hung-task", Title: "INFO: task hung in jbd2_journal_commit_transaction"}
+	ext4err := triage.Finding{Kind: "ext4-error", Title: "EXT4-fs error in ext4_find_extent"}
+	tests := []struct {
+		name    string
+		mutate  func(*RunRecord)
+		st      RunStatus
+		want    Outcome
+		because string
+	}{
+		{"all good", nil, RunStatus{}, Pass, ""},
+		{"moves on stock", func(r *RunRecord) { r.Defrag[0].Results["moved"] = 3 }, RunStatus{}, Fail, "moves = 3, expected at most 0"},
+		{"no refusals", func(r *RunRecord) { r.Defrag[0].Results = map[string]int64{} }, RunStatus{}, Fail, "EOPNOTSUPP refusals = 0"},
+		{"bad block after drop_caches", func(r *RunRecord) { r.Verify[1].BadTotal = 2; r.Verify[1].Counts["stale"] = 2 }, RunStatus{}, Fail, "verify dropcache: 2 bad blocks"},
+		{"fsck dirty", func(r *RunRecord) { r.Fsck = &FsckResult{Exit: 4} }, RunStatus{}, Fail, "e2fsck -fn exit 4"},
+		{"fsck missing", func(r *RunRecord) { r.Fsck = nil }, RunStatus{}, Fail, "e2fsck did not run"},
+		{"writer error", func(r *RunRecord) { r.Writers[0].Errors = []string{"SIGBUS at f001 block 3"} }, RunStatus{}, Fail, "SIGBUS"},
+		{"ext4 error is a fail", func(r *RunRecord) { r.Findings = []triage.Finding{ext4err} }, RunStatus{}, Fail, "EXT4-fs error"},
+		{"warning is a crash", func(r *RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{}, Crash, "WARNING in ext4_move_extents"},
+		{"crash beats broken expectations", func(r *RunRecord) { r.Findings = []triage.Finding{warn}; r.Fsck = nil }, RunStatus{}, Crash, ""},
+		{"hung task", func(r *RunRecord) { r.Findings = []triage.Finding{hung} }, RunStatus{}, Hang, "INFO: task hung"},
+		{"deadline with VM alive", nil, RunStatus{Timeout: "workload overran"}, Hang, "overran"},
+		{"crash beats timeout", func(r *RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{Timeout: "x"}, Crash, ""},
+		{"no ssh", nil, RunStatus{Boot: "no SSH login before the deadline"}, BootError, "no SSH"},
+		{"panic while booting is a crash", func(r *RunRecord) {
+			r.Findings = []triage.Finding{{Kind: "panic", Title: "Kernel panic - not syncing: VFS"}}
+		}, RunStatus{Boot: "qemu exited"}, Crash, ""},
+		{"qemu missing", nil, RunStatus{Infra: "qemu-system-x86_64 not found"}, InfraError, "not found"},
+		{"infra beats findings", func(r *RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{Infra: "disk full"}, InfraError, ""},
+		{"vm died without a splat", nil, RunStatus{VMDied: "QEMU exited mid-run"}, InfraError, "mid-run"},
+		{"interrupted", nil, RunStatus{Interrupted: true, Timeout: "x"}, Interrupted, ""},
+		{"setup did not take", nil, RunStatus{Setup: "data journaling set on 0 of 4 files"}, Fail, "setup: data journaling"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := stockRun()
+			if tt.mutate != nil {
+				tt.mutate(r)
+			}
+			Judge(r, tt.st, stockExpect)
+			if r.Outcome != tt.want {
+				t.Fatalf("outcome %s (%v), want %s", r.Outcome, r.Reasons, tt.want)
+			}
+			if tt.because != "" && !strings.Contains(strings.Join(r.Reasons, "\n"), tt.because) {
+				t.Errorf("reasons %q lack %q", r.Reasons, tt.because)
+			}
+		})
+	}
+}
+
+func TestJudgeFallbackNeedsTransitions(t *testing.T) {
+	r := stockRun()
+	r.Defrag[0].Results = map[string]int64{"moved": 10}
+	exp := Expectation{MinMoved: intp(1), MinTransitions: intp(1), MaxBadBlocks: intp(0)}
+	Judge(r, RunStatus{}, exp)
+	if r.Outcome != Fail || !strings.Contains(strings.Join(r.Reasons, ";"), "a_ops transitions = 0") {
+		t.Fatalf("moves without transitions: %s %v; the hazard was not exercised, so not a pass", r.Outcome, r.Reasons)
+	}
+	r.Defrag[0].Transitions = 4
+	Judge(r, RunStatus{}, exp)
+	if r.Outcome != Pass {
+		t.Fatalf("outcome %s %v", r.Outcome, r.Reasons)
+	}
+}
