@@ -116,6 +116,9 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:
+		case errors.Is(err, vm.ErrPanicked):
+			st.Panicked = true
+			st.Boot = "kernel panicked during boot"
 		case errors.Is(err, vm.ErrExited):
 			st.Boot = "QEMU exited during boot: " + err.Error()
 		default:
@@ -223,7 +226,7 @@ func (g *guest) lost(ctx context.Context, st RunStatus, err error) RunStatus {
 	default:
 	}
 	if g.m.Panicked() {
-		st.VMDied = "guest panicked: " + err.Error()
+		st.Panicked = true
 		return st
 	}
 	if errors.Is(err, context.DeadlineExceeded) {

@@ -13,6 +13,7 @@ type RunStatus struct {
 	Boot        string // no SSH before the deadline (non-empty: why)
 	Timeout     string // a phase overran its deadline with the VM alive
 	VMDied      string // QEMU went away or SSH was lost mid-run
+	Panicked    bool   // QEMU reported GUEST_PANICKED (pvpanic)
 	Setup       string // the case's setup did not take effect (e.g. +j not set)
 	Incomplete  string // a workload or verify step produced no result
 }
@@ -26,8 +27,8 @@ var fsKinds = map[triage.Kind]bool{"ext4-error": true, "ext4-warning": true, "jb
 
 // Judge sets rec.Outcome and rec.Reasons from the run status, the findings
 // and the variant's expectations. Precedence: interrupted, infra-error,
-// boot-error (unless the console shows the kernel crashed while booting),
-// crash, hang, fail, pass. Every broken expectation is listed as a reason.
+// boot-error, crash, hang, fail, pass. Every broken expectation is listed as
+// a reason.
 func Judge(rec *RunRecord, st RunStatus, exp Expectation) {
 	rec.Reasons = nil
 	set := func(o Outcome, why ...string) {
@@ -51,11 +52,19 @@ func Judge(rec *RunRecord, st RunStatus, exp Expectation) {
 	case st.Infra != "":
 		set(InfraError, st.Infra)
 		return
+	case st.Boot != "":
+		// Like syzkaller: whatever the kernel did before the guest was up
+		// (a bad root=, a panic in a patched mount path) is a boot error,
+		// with the console's findings as the reasons.
+		set(BootError, append([]string{st.Boot}, crashes...)...)
+		return
 	case len(crashes) > 0:
 		set(Crash, crashes...)
 		return
-	case st.Boot != "":
-		set(BootError, st.Boot)
+	case st.Panicked:
+		// pvpanic is the kernel's own word that it panicked, even when the
+		// console text was not recognized.
+		set(Crash, "guest panicked (pvpanic) without a recognized report on the console")
 		return
 	case len(hangs) > 0:
 		set(Hang, hangs...)

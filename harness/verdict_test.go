@@ -52,9 +52,11 @@ func TestJudge(t *testing.T) {
 		{"deadline with VM alive", nil, RunStatus{Timeout: "workload overran"}, Hang, "overran"},
 		{"crash beats timeout", func(r *RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{Timeout: "x"}, Crash, ""},
 		{"no ssh", nil, RunStatus{Boot: "no SSH login before the deadline"}, BootError, "no SSH"},
-		{"panic while booting is a crash", func(r *RunRecord) {
-			r.Findings = []triage.Finding{{Kind: "panic", Title: "Kernel panic - not syncing: VFS"}}
-		}, RunStatus{Boot: "qemu exited"}, Crash, ""},
+		{"panic while booting is a boot error", func(r *RunRecord) {
+			r.Findings = []triage.Finding{{Kind: "panic", Title: "kernel panic: VFS: Unable to mount root fs on unknown-block"}}
+		}, RunStatus{Boot: "kernel panicked during boot", Panicked: true}, BootError, "Unable to mount root fs"},
+		{"pvpanic without a recognized report", nil, RunStatus{Panicked: true}, Crash, "pvpanic"},
+		{"pvpanic with a report names it", func(r *RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{Panicked: true}, Crash, "WARNING in ext4_move_extents"},
 		{"qemu missing", nil, RunStatus{Infra: "qemu-system-x86_64 not found"}, InfraError, "not found"},
 		{"infra beats findings", func(r *RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{Infra: "disk full"}, InfraError, ""},
 		{"vm died without a splat", nil, RunStatus{VMDied: "QEMU exited mid-run"}, InfraError, "mid-run"},

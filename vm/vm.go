@@ -30,6 +30,8 @@ var (
 	ErrBoot = errors.New("boot error")
 	// ErrExited: QEMU exited (guest reboot/panic with -no-reboot, or killed).
 	ErrExited = errors.New("qemu exited")
+	// ErrPanicked: the guest kernel panicked (pvpanic); QEMU is paused.
+	ErrPanicked = errors.New("guest panicked")
 )
 
 // Config describes one virtual machine.
@@ -58,6 +60,7 @@ type Machine struct {
 
 	exited  chan struct{}
 	waitErr error
+	halted  chan struct{} // closed on GUEST_PANICKED: the guest will not answer again
 
 	mu       sync.Mutex
 	events   []string
@@ -141,7 +144,8 @@ func start(ctx context.Context, cfg Config) (*Machine, error) {
 		os.RemoveAll(sockDir)
 		return nil, fmt.Errorf("%w: starting %s: %v", ErrInfra, cfg.QEMU, err)
 	}
-	m := &Machine{cfg: cfg, cmd: cmd, port: port, sockDir: sockDir, console: console, exited: make(chan struct{})}
+	m := &Machine{cfg: cfg, cmd: cmd, port: port, sockDir: sockDir, console: console,
+		exited: make(chan struct{}), halted: make(chan struct{})}
 	copied := make(chan struct{})
 	go func() {
 		console.copyFrom(stdout)
@@ -228,8 +232,9 @@ func (m *Machine) connectQMP(ctx context.Context, sock string) error {
 		for ev := range events {
 			m.mu.Lock()
 			m.events = append(m.events, ev.Event)
-			if ev.Event == "GUEST_PANICKED" {
+			if ev.Event == "GUEST_PANICKED" && !m.panicked {
 				m.panicked = true
+				close(m.halted)
 			}
 			m.mu.Unlock()
 		}
@@ -298,6 +303,8 @@ func (m *Machine) WaitReady(ctx context.Context) error {
 		select {
 		case <-m.exited:
 			return fmt.Errorf("%w before SSH came up (%v)", ErrExited, m.waitErr)
+		case <-m.halted:
+			return fmt.Errorf("%w before SSH came up", ErrPanicked)
 		case <-ctx.Done():
 			return fmt.Errorf("%w: no SSH login before the deadline: %v", ErrBoot, lastErr)
 		case <-time.After(delay):
@@ -357,6 +364,10 @@ func (m *Machine) Run(ctx context.Context, command string, stdin io.Reader, stdo
 	case <-m.exited:
 		sess.Close()
 		return fmt.Errorf("%q: %w", command, ErrExited)
+	case <-m.halted:
+		// Paused on panic: the session would otherwise hang until its deadline.
+		sess.Close()
+		return fmt.Errorf("%q: %w", command, ErrPanicked)
 	}
 }
 
