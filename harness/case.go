@@ -112,6 +112,16 @@ func (d Duration) MarshalJSON() ([]byte, error) {
 	return []byte(`"` + time.Duration(d).String() + `"`), nil
 }
 
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	v, err := time.ParseDuration(strings.Trim(string(b), `"`))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
 var variantName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 
 // LoadCase reads and validates a case from a folder or a case.yaml path.
