@@ -102,11 +102,23 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := (&images.Builder{CacheDir: opt.CacheDir, Progress: opt.Progress}).Ensure(ctx, images.DefaultRecipe())
-	if err != nil {
-		return nil, err
+	// The image (debootstrap: network and dpkg bound) builds while the
+	// kernels (CPU bound) do.
+	type imageResult struct {
+		img *images.Image
+		err error
 	}
-	sum.Image = img.Key
+	imageDone := make(chan imageResult, 1)
+	go func() {
+		img, err := (&images.Builder{CacheDir: opt.CacheDir, Progress: opt.Progress}).Ensure(ctx, images.DefaultRecipe())
+		imageDone <- imageResult{img, err}
+	}()
+	waitImage := func() (*images.Image, error) {
+		r := <-imageDone
+		imageDone <- r
+		return r.img, r.err
+	}
+	defer waitImage() // never leave debootstrap running behind us
 
 	src, err := kernel.ParseSource(c.Kernel.Source)
 	if err != nil {
@@ -147,6 +159,12 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 		}
 		logf("accel: %s (%s)", sum.Accel, sum.AccelNote)
 	}
+
+	img, err := waitImage()
+	if err != nil {
+		return nil, err
+	}
+	sum.Image = img.Key
 
 	runner := &Runner{Case: c, Image: img, GuestBin: guestBin, Accel: sum.Accel, ResultsDir: dir, Progress: opt.Progress}
 	// Interleave variants (run 0 of each, then run 1, ...) so a stopped

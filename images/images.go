@@ -98,7 +98,9 @@ func (b *Builder) Ensure(ctx context.Context, r Recipe) (*Image, error) {
 	}
 	start := time.Now()
 	b.step(start, "building guest image %s (debootstrap %s, ~4 min)", key, r.Suite)
-	tmp := dir + ".tmp"
+	// Per-process temp dir: two patchbays building at once each finish, and
+	// the second rename loses to the first (a complete image either way).
+	tmp := fmt.Sprintf("%s.tmp-%d", dir, os.Getpid())
 	if err := os.RemoveAll(tmp); err != nil {
 		return nil, err
 	}
@@ -132,9 +134,15 @@ func (b *Builder) Ensure(ctx context.Context, r Recipe) (*Image, error) {
 	if err := os.WriteFile(filepath.Join(tmp, "image.json"), data, 0o644); err != nil {
 		return nil, err
 	}
-	os.RemoveAll(dir)
 	if err := os.Rename(tmp, dir); err != nil {
-		return nil, err
+		if im, lerr := load(dir); lerr == nil {
+			return im, nil
+		}
+		// A damaged leftover (files deleted by hand): replace it.
+		os.RemoveAll(dir)
+		if err := os.Rename(tmp, dir); err != nil {
+			return nil, fmt.Errorf("guest image: %w", err)
+		}
 	}
 	b.step(start, "guest image ready")
 	return load(dir)
