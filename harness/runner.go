@@ -38,6 +38,15 @@ type Runner struct {
 	Accel      string // kvm or tcg
 	ResultsDir string
 	Progress   io.Writer
+
+	// WorkloadGrace is how long past the workload's duration its sessions
+	// may run before the run counts as a hang (default 2 min + duration:
+	// TCG starts slowly and the final munmap/fsync can take a while).
+	WorkloadGrace time.Duration
+	// BeforePhase, when set, runs as each guest phase (setup, workload,
+	// verify) begins. Fault tests use it to inject failures; an error is
+	// handled like a failed phase.
+	BeforePhase func(ctx context.Context, phase string, m *vm.Machine) error
 }
 
 // RunOne runs variant's run number index with the given seed and kernel.
@@ -129,7 +138,7 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 	rec.BootSecs = time.Since(rec.Started).Seconds()
 	r.logf("%s #%d: booted in %.1fs (%s)", rec.Variant, rec.Index, rec.BootSecs, r.Accel)
 
-	g := &guest{m: m, dir: dir}
+	g := &guest{m: m, dir: dir, before: r.BeforePhase}
 	if err := g.phase(ctx, "setup"); err != nil {
 		return g.lost(ctx, st, err)
 	}
@@ -183,16 +192,22 @@ func (r *Runner) triage(rec *RunRecord, dir string, console []byte) {
 
 // guest wraps the machine with the run's logging conventions.
 type guest struct {
-	m   *vm.Machine
-	dir string
+	m      *vm.Machine
+	dir    string
+	before func(ctx context.Context, phase string, m *vm.Machine) error
 }
 
 // phase writes a marker to the kernel log so findings can be placed.
 func (g *guest) phase(ctx context.Context, name string) error {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	mctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	_, err := g.m.Output(ctx, fmt.Sprintf("echo 'patchbay: phase %s' > /dev/kmsg", name))
-	return err
+	if _, err := g.m.Output(mctx, fmt.Sprintf("echo 'patchbay: phase %s' > /dev/kmsg", name)); err != nil {
+		return err
+	}
+	if g.before != nil {
+		return g.before(ctx, name, g.m)
+	}
+	return nil
 }
 
 // sh runs a command with a timeout, saving its output under name in the run
@@ -206,7 +221,10 @@ func (g *guest) sh(ctx context.Context, timeout time.Duration, name, cmd string)
 		os.WriteFile(filepath.Join(g.dir, name), append(out.Bytes(), errb.Bytes()...), 0o644)
 	}
 	if err != nil {
-		return out.Bytes(), fmt.Errorf("%s: %w: %s", cmd, err, lastLine(errb.String()))
+		if msg := lastLine(errb.String()); msg != "" {
+			return out.Bytes(), fmt.Errorf("%w: %s", err, msg)
+		}
+		return out.Bytes(), err
 	}
 	return out.Bytes(), nil
 }
@@ -219,19 +237,18 @@ func (g *guest) lost(ctx context.Context, st RunStatus, err error) RunStatus {
 		st.Interrupted = true
 		return st
 	}
+	// SSH often notices first; give QEMU a moment to exit or report the
+	// panic (and the console to receive the rest of a splat).
 	select {
 	case <-g.m.Exited():
 		st.VMDied = "QEMU exited mid-run: " + err.Error()
 		return st
-	default:
-	}
-	if g.m.Panicked() {
+	case <-g.m.Halted():
 		st.Panicked = true
 		return st
+	case <-time.After(3 * time.Second):
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		// Let the rest of a splat reach the console before judging.
-		time.Sleep(2 * time.Second)
 		st.Timeout = "deadline passed with the VM running: " + err.Error()
 		return st
 	}
@@ -318,9 +335,11 @@ func mountOpts(o string) string {
 func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
 	w := r.Case.Workload
 	dur := w.Duration.D()
-	// The guest stops itself at the duration; the margin covers a slow
-	// start under TCG and the final munmap/fsync.
-	deadline := dur + 2*time.Minute + dur
+	grace := r.WorkloadGrace
+	if grace == 0 {
+		grace = 2*time.Minute + dur
+	}
+	deadline := dur + grace
 	type job struct {
 		name, cmd string
 		defrag    bool

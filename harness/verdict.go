@@ -78,14 +78,17 @@ func Judge(rec *RunRecord, st RunStatus, exp Expectation) {
 		set(InfraError, st.VMDied)
 		return
 	}
-	var broken []string
-	if st.Setup != "" {
-		broken = append(broken, "setup: "+st.Setup)
+	// A run that did not get through its phases has no measurements to
+	// hold against the expectations: say only what stopped it.
+	switch {
+	case st.Setup != "":
+		set(Fail, "setup: "+st.Setup)
+		return
+	case st.Incomplete != "":
+		set(Fail, "incomplete: "+st.Incomplete)
+		return
 	}
-	if st.Incomplete != "" {
-		broken = append(broken, st.Incomplete)
-	}
-	broken = append(broken, checkExpectation(rec, exp)...)
+	broken := checkExpectation(rec, exp)
 	if len(broken) > 0 {
 		set(Fail, broken...)
 		return

@@ -243,10 +243,29 @@ func (m *Machine) connectQMP(ctx context.Context, sock string) error {
 }
 
 // Status asks QMP for the run state ("running", "paused", "guest-panicked", ...).
+// A QEMU that is stopped (SIGSTOP) or wedged never answers: give up after
+// a few seconds and say so.
 func (m *Machine) Status() (string, error) {
-	raw, err := m.mon.Run([]byte(`{"execute":"query-status"}`))
-	if err != nil {
-		return "", err
+	type reply struct {
+		raw []byte
+		err error
+	}
+	ch := make(chan reply, 1)
+	go func() {
+		raw, err := m.mon.Run([]byte(`{"execute":"query-status"}`))
+		ch <- reply{raw, err}
+	}()
+	var raw []byte
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return "", r.err
+		}
+		raw = r.raw
+	case <-m.exited:
+		return "", ErrExited
+	case <-time.After(5 * time.Second):
+		return "", errors.New("QMP query-status: no answer in 5s (QEMU stopped or wedged)")
 	}
 	var resp struct {
 		Return struct {
@@ -272,6 +291,15 @@ func (m *Machine) Events() []string {
 	defer m.mu.Unlock()
 	return append([]string(nil), m.events...)
 }
+
+// Pid is QEMU's process id (also its process group id).
+func (m *Machine) Pid() int { return m.cmd.Process.Pid }
+
+// Port is the 127.0.0.1 port forwarded to the guest's sshd.
+func (m *Machine) Port() int { return m.port }
+
+// Halted is closed when the guest panicked (QEMU stays paused).
+func (m *Machine) Halted() <-chan struct{} { return m.halted }
 
 // Exited is closed when QEMU has exited.
 func (m *Machine) Exited() <-chan struct{} { return m.exited }
@@ -350,24 +378,27 @@ func (m *Machine) Run(ctx context.Context, command string, stdin io.Reader, stdo
 	defer sess.Close()
 	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
 	if err := sess.Start(command); err != nil {
-		return fmt.Errorf("ssh start %q: %w", command, err)
+		return fmt.Errorf("ssh start %q: %w", short(command), err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- sess.Wait() }()
 	select {
 	case err := <-done:
-		return err
+		if err != nil {
+			return fmt.Errorf("%q: %w", short(command), err)
+		}
+		return nil
 	case <-ctx.Done():
 		sess.Signal(ssh.SIGKILL)
 		sess.Close()
-		return fmt.Errorf("%q: %w", command, ctx.Err())
+		return fmt.Errorf("%q: %w", short(command), ctx.Err())
 	case <-m.exited:
 		sess.Close()
-		return fmt.Errorf("%q: %w", command, ErrExited)
+		return fmt.Errorf("%q: %w", short(command), ErrExited)
 	case <-m.halted:
 		// Paused on panic: the session would otherwise hang until its deadline.
 		sess.Close()
-		return fmt.Errorf("%q: %w", command, ErrPanicked)
+		return fmt.Errorf("%q: %w", short(command), ErrPanicked)
 	}
 }
 
@@ -435,4 +466,12 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// short keeps error messages readable: commands can be long.
+func short(cmd string) string {
+	if len(cmd) > 80 {
+		return cmd[:77] + "..."
+	}
+	return cmd
 }

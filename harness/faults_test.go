@@ -1,0 +1,214 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"patchbay/images"
+	"patchbay/kernel"
+	"patchbay/vm"
+)
+
+// faultEnv is what every fault test needs: the stock kernel of the shipped
+// case, the guest image and the guest binary, all from the cache.
+type faultEnv struct {
+	c      *Case
+	k      *kernel.Artifact
+	img    *images.Image
+	guest  string
+	result string
+}
+
+func newFaultEnv(t *testing.T) *faultEnv {
+	t.Helper()
+	if os.Getenv("PATCHBAY_E2E") == "" {
+		t.Skip("set PATCHBAY_E2E=1 (make test does): boots real kernels in QEMU")
+	}
+	c, err := LoadCase("../cases/ext4-journal-defrag")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Workload.Duration = Duration(4 * time.Second)
+	ctx := context.Background()
+	cache := DefaultCacheDir()
+	src, err := kernel.ParseSource(c.Kernel.Source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frags []string
+	for _, f := range c.Kernel.Fragments {
+		frags = append(frags, c.Path(f))
+	}
+	k, err := (&kernel.Builder{CacheDir: cache}).Build(ctx, kernel.Spec{Name: "eopnotsupp", Source: src, Fragments: frags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := (&images.Builder{CacheDir: cache}).Ensure(ctx, images.DefaultRecipe())
+	if err != nil {
+		t.Fatal(err)
+	}
+	guest, err := ensureGuest(ctx, Options{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &faultEnv{c: c, k: k, img: img, guest: guest, result: t.TempDir()}
+}
+
+func (e *faultEnv) runner(t *testing.T) *Runner {
+	return &Runner{Case: e.c, Image: e.img, GuestBin: e.guest, Accel: "tcg", ResultsDir: e.result,
+		Progress: testWriter{t}, WorkloadGrace: 30 * time.Second}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// qemuLeft reports whether any process still mentions dir on its command
+// line: every QEMU of a run has its run directory there.
+func qemuLeft(dir string) bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		cmd, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(cmd, []byte("qemu")) && bytes.Contains(cmd, []byte(dir)) {
+			return true
+		}
+	}
+	return false
+}
+
+// runFault runs one run with a fault injected at the start of phase and
+// checks the outcome, the time it took and that nothing was left behind.
+func runFault(t *testing.T, ctx context.Context, e *faultEnv, phase string, inject func(ctx context.Context, m *vm.Machine) error, limit time.Duration) *RunRecord {
+	t.Helper()
+	r := e.runner(t)
+	r.BeforePhase = func(ctx context.Context, p string, m *vm.Machine) error {
+		if p != phase {
+			return nil
+		}
+		return inject(ctx, m)
+	}
+	start := time.Now()
+	rec, err := r.RunOne(ctx, "eopnotsupp", 0, 1, e.k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	t.Logf("outcome %s after %s: %v", rec.Outcome, took.Round(time.Second), rec.Reasons)
+	if took > limit {
+		t.Errorf("run took %s, limit %s", took, limit)
+	}
+	if qemuLeft(e.result) {
+		t.Errorf("a QEMU process of this run is still alive")
+	}
+	dir := filepath.Join(e.result, rec.Dir)
+	for _, f := range []string{"run.json", "console.log", "qemu.log", "findings.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("results: %v", err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "scratch.raw")); err == nil {
+		t.Errorf("scratch disk left behind")
+	}
+	return rec
+}
+
+// later runs f after d in the background, so the phase goes on meanwhile.
+func later(d time.Duration, f func()) error {
+	go func() {
+		time.Sleep(d)
+		f()
+	}()
+	return nil
+}
+
+func TestFaults(t *testing.T) {
+	e := newFaultEnv(t)
+	ctx := context.Background()
+
+	t.Run("guest panic is a crash", func(t *testing.T) {
+		rec := runFault(t, ctx, e, "workload", func(ctx context.Context, m *vm.Machine) error {
+			// The case's cmdline has oops=panic; sysrq c panics directly.
+			return later(2*time.Second, func() { m.Output(ctx, "echo c > /proc/sysrq-trigger") })
+		}, 2*time.Minute)
+		if rec.Outcome != Crash {
+			t.Fatalf("outcome %s %v, want crash", rec.Outcome, rec.Reasons)
+		}
+		if !strings.Contains(strings.Join(rec.Reasons, " "), "sysrq") {
+			t.Errorf("reasons %v do not name the sysrq panic", rec.Reasons)
+		}
+	})
+
+	t.Run("stopped QEMU is a hang", func(t *testing.T) {
+		rec := runFault(t, ctx, e, "workload", func(ctx context.Context, m *vm.Machine) error {
+			return later(time.Second, func() { syscall.Kill(m.Pid(), syscall.SIGSTOP) })
+		}, 2*time.Minute)
+		if rec.Outcome != Hang {
+			t.Fatalf("outcome %s %v, want hang", rec.Outcome, rec.Reasons)
+		}
+	})
+
+	t.Run("killed QEMU is an infra error", func(t *testing.T) {
+		rec := runFault(t, ctx, e, "workload", func(ctx context.Context, m *vm.Machine) error {
+			return later(time.Second, func() { syscall.Kill(m.Pid(), syscall.SIGKILL) })
+		}, time.Minute)
+		if rec.Outcome != InfraError {
+			t.Fatalf("outcome %s %v, want infra-error", rec.Outcome, rec.Reasons)
+		}
+	})
+
+	t.Run("killed sshd is not a pass", func(t *testing.T) {
+		rec := runFault(t, ctx, e, "workload", func(ctx context.Context, m *vm.Machine) error {
+			return later(time.Second, func() { m.Output(ctx, "pkill -KILL sshd") })
+		}, 2*time.Minute)
+		if rec.Outcome == Pass {
+			t.Fatalf("outcome pass with sshd killed mid-run")
+		}
+	})
+
+	t.Run("bad root is a boot error", func(t *testing.T) {
+		saved := e.c.Kernel.Cmdline
+		defer func() { e.c.Kernel.Cmdline = saved }()
+		e.c.Kernel.Cmdline += " root=/dev/patchbay-no-such-disk"
+		rec := runFault(t, ctx, e, "none", nil, 2*time.Minute)
+		if rec.Outcome != BootError {
+			t.Fatalf("outcome %s %v, want boot-error", rec.Outcome, rec.Reasons)
+		}
+		if !strings.Contains(strings.Join(rec.Reasons, " "), "mount root fs") {
+			t.Errorf("reasons %v do not say why the boot failed", rec.Reasons)
+		}
+	})
+
+	t.Run("interrupt is recorded as interrupted", func(t *testing.T) {
+		ictx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		rec := runFault(t, ictx, e, "workload", func(ctx context.Context, m *vm.Machine) error {
+			return later(time.Second, cancel)
+		}, time.Minute)
+		if rec.Outcome != Interrupted {
+			t.Fatalf("outcome %s %v, want interrupted", rec.Outcome, rec.Reasons)
+		}
+	})
+}
+
+func TestResultsDirNotWritable(t *testing.T) {
+	c, err := LoadCase("../cases/ext4-journal-defrag")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A regular file where a directory is needed fails even for root.
+	blocker := filepath.Join(t.TempDir(), "results")
+	os.WriteFile(blocker, nil, 0o644)
+	_, err = RunCase(context.Background(), c, Options{CacheDir: t.TempDir(), ResultsDir: blocker})
+	if err == nil || !strings.Contains(err.Error(), "results directory") || !strings.Contains(err.Error(), blocker) {
+		t.Fatalf("err = %v, want a results directory error naming %s", err, blocker)
+	}
+}
