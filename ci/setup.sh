@@ -8,6 +8,7 @@ packages=(
   qemu-system-x86 qemu-utils debootstrap e2fsprogs linux-source-6.12
   gcc make flex bison bc libelf-dev libssl-dev cpio ccache xz-utils
   patch git openssh-client ca-certificates
+  chromium  # headless screenshot test of report.html
 )
 
 missing=()

@@ -1,81 +1,107 @@
-// Package report renders a results directory from a run summary: the
-// machine-readable summary.json and summary.md, a side-by-side table ready
-// to paste into a mail reply.
+// Package report renders a results directory from a run summary:
+// summary.json (the summary plus per-variant statistics; see SCHEMA.md),
+// summary.md (a side-by-side table ready to paste into a mail reply),
+// report.html (the same table, outcome bars, findings and links to every
+// run's logs), junit.xml (for CI test views) and kcidb.json (KernelCI's
+// KCIDB v4 I/O format). It reads run records only and knows nothing of QEMU.
 package report
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"strconv"
 	"strings"
 
 	"patchbay/harness"
 )
 
-// Write renders every report into dir.
+// Write renders every report into dir, each file atomically.
 func Write(dir string, s *harness.Summary) error {
-	data, err := json.MarshalIndent(s, "", "  ")
-	if err != nil {
-		return err
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("results directory: %w", err)
 	}
-	if err := writeAtomic(filepath.Join(dir, "summary.json"), append(data, '\n')); err != nil {
-		return err
+	files := []struct {
+		name   string
+		render func() ([]byte, error)
+	}{
+		// summary.json first: the other files can be made again from it.
+		{"summary.json", func() ([]byte, error) { return SummaryJSON(s) }},
+		{"summary.md", func() ([]byte, error) { return []byte(Markdown(s)), nil }},
+		{"junit.xml", func() ([]byte, error) { return JUnit(s, dir) }},
+		{"kcidb.json", func() ([]byte, error) { return KCIDB(s) }},
+		{"report.html", func() ([]byte, error) { return HTML(s, dir) }},
 	}
-	return writeAtomic(filepath.Join(dir, "summary.md"), []byte(Markdown(s)))
+	for _, f := range files {
+		data, err := f.render()
+		if err != nil {
+			return fmt.Errorf("rendering %s: %w", f.name, err)
+		}
+		if err := writeAtomic(filepath.Join(dir, f.name), data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// row is one line of the side-by-side table, shared by Markdown and HTML.
+type row struct {
+	name string
+	cell func(v *harness.VariantSummary, st *harness.VariantStats) string
+}
+
+// findingsRow is the name of the row that HTML renders as a list.
+const findingsRow = "findings"
+
+func tableRows() []row {
+	sum := func(f func(*harness.RunRecord) int64) func(*harness.VariantSummary, *harness.VariantStats) string {
+		return func(v *harness.VariantSummary, _ *harness.VariantStats) string { return sumCell(v, f) }
+	}
+	only := func(f func(*harness.VariantSummary) string) func(*harness.VariantSummary, *harness.VariantStats) string {
+		return func(v *harness.VariantSummary, _ *harness.VariantStats) string { return f(v) }
+	}
+	return []row{
+		{"kernel", only(kernelCell)},
+		{"patches", only(func(v *harness.VariantSummary) string { return fmt.Sprint(len(v.Patches)) })},
+		{"runs", only(func(v *harness.VariantSummary) string { return fmt.Sprint(len(v.Runs)) })},
+		{"outcome", only(outcomeCell)},
+		{"failure rate (95% CI)", func(_ *harness.VariantSummary, st *harness.VariantStats) string { return rateCell(st) }},
+		{"p vs baseline (Fisher)", func(_ *harness.VariantSummary, st *harness.VariantStats) string { return pCell(st) }},
+		{"moves done", sum(func(r *harness.RunRecord) int64 { return r.Moved() })},
+		{"refused EOPNOTSUPP", sum(func(r *harness.RunRecord) int64 { return r.Refused("EOPNOTSUPP") })},
+		{"other move errors", sum(otherErrors)},
+		{"a_ops transitions", sum(func(r *harness.RunRecord) int64 { return r.Transitions() })},
+		{"block writes", sum(func(r *harness.RunRecord) int64 { return r.Writes() })},
+		{"bad blocks live/dropcache/remount", only(badCell)},
+		{"e2fsck", only(fsckCell)},
+		{findingsRow, func(v *harness.VariantSummary, st *harness.VariantStats) string {
+			return strings.Join(findingLines(v, st), "<br>")
+		}},
+	}
 }
 
 // Markdown is the side-by-side summary: one column per variant.
 func Markdown(s *harness.Summary) string {
+	stats := s.Stats()
 	var b strings.Builder
 	fmt.Fprintf(&b, "# patchbay: %s\n\n", s.Case)
 	if s.Question != "" {
 		fmt.Fprintf(&b, "%s\n\n", oneLine(s.Question))
 	}
-	fmt.Fprintf(&b, "seed %d, %s, workload %s: %d files x %d blocks, %d mmap + %d pwrite writers, %d defrag worker(s)\n\n",
-		s.Seed, s.Accel, s.Workload.Duration.D(), s.Workload.Files, s.Workload.Blocks,
-		s.Workload.MmapWriters, s.Workload.PwriteWriters, s.Workload.Defrag.Workers)
-
-	rows := []struct {
-		name string
-		cell func(v *harness.VariantSummary) string
-	}{
-		{"kernel", func(v *harness.VariantSummary) string {
-			if v.Kernel == nil {
-				return "build failed"
-			}
-			return fmt.Sprintf("%s (%s)", v.Kernel.Release, v.Kernel.Key[:8])
-		}},
-		{"patches", func(v *harness.VariantSummary) string { return fmt.Sprint(len(v.Patches)) }},
-		{"runs", func(v *harness.VariantSummary) string { return fmt.Sprint(len(v.Runs)) }},
-		{"outcome", outcomeCell},
-		{"moves done", sumCell(func(r *harness.RunRecord) int64 { return r.Moved() })},
-		{"refused EOPNOTSUPP", sumCell(func(r *harness.RunRecord) int64 { return r.Refused("EOPNOTSUPP") })},
-		{"other move errors", sumCell(otherErrors)},
-		{"a_ops transitions", sumCell(func(r *harness.RunRecord) int64 { return r.Transitions() })},
-		{"block writes", sumCell(func(r *harness.RunRecord) int64 { return r.Writes() })},
-		{"bad blocks live/dropcache/remount", badCell},
-		{"e2fsck", fsckCell},
-		{"findings", findingsCell},
-	}
+	fmt.Fprintf(&b, "%s\n\n", setupLine(s))
 	b.WriteString("| |")
 	for _, v := range s.Variants {
-		name := v.Name
-		if name == s.Baseline {
-			name += " (baseline)"
-		}
-		fmt.Fprintf(&b, " %s |", name)
+		fmt.Fprintf(&b, " %s |", escape(variantHeading(s, &v)))
 	}
 	b.WriteString("\n|---|")
 	for range s.Variants {
 		b.WriteString("---|")
 	}
 	b.WriteString("\n")
-	for _, row := range rows {
+	for _, row := range tableRows() {
 		fmt.Fprintf(&b, "| %s |", row.name)
 		for i := range s.Variants {
-			fmt.Fprintf(&b, " %s |", escape(row.cell(&s.Variants[i])))
+			fmt.Fprintf(&b, " %s |", escape(row.cell(&s.Variants[i], &stats[i])))
 		}
 		b.WriteString("\n")
 	}
@@ -93,6 +119,33 @@ func Markdown(s *harness.Summary) string {
 	return b.String()
 }
 
+func setupLine(s *harness.Summary) string {
+	return fmt.Sprintf("seed %d, %s, workload %s: %d files x %d blocks, %d mmap + %d pwrite writers, %d defrag worker(s)",
+		s.Seed, s.Accel, s.Workload.Duration.D(), s.Workload.Files, s.Workload.Blocks,
+		s.Workload.MmapWriters, s.Workload.PwriteWriters, s.Workload.Defrag.Workers)
+}
+
+func variantHeading(s *harness.Summary, v *harness.VariantSummary) string {
+	if v.Name == s.Baseline {
+		return v.Name + " (baseline)"
+	}
+	return v.Name
+}
+
+func kernelCell(v *harness.VariantSummary) string {
+	if v.Kernel == nil {
+		if v.BuildError != "" {
+			return "build failed"
+		}
+		return "-"
+	}
+	key := v.Kernel.Key
+	if len(key) > 8 {
+		key = key[:8]
+	}
+	return fmt.Sprintf("%s (%s)", v.Kernel.Release, key)
+}
+
 func outcomeCell(v *harness.VariantSummary) string {
 	counts := v.Counts()
 	var parts []string
@@ -107,17 +160,32 @@ func outcomeCell(v *harness.VariantSummary) string {
 	return strings.Join(parts, ", ")
 }
 
-func sumCell(f func(*harness.RunRecord) int64) func(*harness.VariantSummary) string {
-	return func(v *harness.VariantSummary) string {
-		if len(v.Runs) == 0 {
-			return "-"
-		}
-		var n int64
-		for _, r := range v.Runs {
-			n += f(r)
-		}
-		return fmt.Sprint(n)
+// rateCell is "25% [5-70%]": failures over judged runs with the Wilson
+// interval, so 0 of 3 reads as "not shown to be safe" rather than "safe".
+func rateCell(st *harness.VariantStats) string {
+	if st.Judged == 0 {
+		return "-"
 	}
+	pct := func(x float64) string { return strconv.FormatFloat(100*x, 'f', 0, 64) }
+	return fmt.Sprintf("%s%% [%s-%s%%] (%d/%d)", pct(st.FailureRate), pct(st.Lo), pct(st.Hi), st.Failures, st.Judged)
+}
+
+func pCell(st *harness.VariantStats) string {
+	if st.Baseline || st.Judged == 0 {
+		return "-"
+	}
+	return "p=" + strconv.FormatFloat(st.PValueVsBaseline, 'g', 2, 64)
+}
+
+func sumCell(v *harness.VariantSummary, f func(*harness.RunRecord) int64) string {
+	if len(v.Runs) == 0 {
+		return "-"
+	}
+	var n int64
+	for _, r := range v.Runs {
+		n += f(r)
+	}
+	return fmt.Sprint(n)
 }
 
 func otherErrors(r *harness.RunRecord) int64 {
@@ -173,41 +241,57 @@ func fsckCell(v *harness.VariantSummary) string {
 	return strings.Join(parts, ", ")
 }
 
-// findingsCell lists distinct titles with the number of runs they were in.
-func findingsCell(v *harness.VariantSummary) string {
-	runs := map[string]int{}
-	for _, r := range v.Runs {
-		seen := map[string]bool{}
-		for _, f := range r.Findings {
-			if !seen[f.Title] {
-				seen[f.Title] = true
-				runs[f.Title]++
-			}
+// findingLines lists distinct titles, most frequent first, with the number
+// of runs they were in; titles the baseline never showed are marked NEW.
+func findingLines(v *harness.VariantSummary, st *harness.VariantStats) []string {
+	if len(st.Titles) == 0 {
+		return []string{"none"}
+	}
+	fresh := newSet(st)
+	lines := make([]string, 0, len(st.Titles))
+	for _, t := range st.Titles {
+		line := fmt.Sprintf("%s (%d/%d runs)", t.Title, t.Runs, len(v.Runs))
+		if fresh[t.Title] {
+			line += " **NEW**"
 		}
+		lines = append(lines, line)
 	}
-	if len(runs) == 0 {
-		return "none"
+	return lines
+}
+
+func newSet(st *harness.VariantStats) map[string]bool {
+	m := make(map[string]bool, len(st.NewVsBaseline))
+	for _, t := range st.NewVsBaseline {
+		m[t] = true
 	}
-	titles := make([]string, 0, len(runs))
-	for t := range runs {
-		titles = append(titles, t)
-	}
-	sort.Strings(titles)
-	for i, t := range titles {
-		titles[i] = fmt.Sprintf("%s (%d/%d runs)", t, runs[t], len(v.Runs))
-	}
-	return strings.Join(titles, "<br>")
+	return m
 }
 
 func escape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
+// writeAtomic writes through a temporary file in the same directory and a
+// rename, so a reader (or a crash) never sees half a report.
 func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	return os.Rename(tmp, path)
+	return nil
 }

@@ -50,6 +50,9 @@ func TestMarkdownSideBySide(t *testing.T) {
 		"| e2fsck | clean 1 | clean 1, ERRORS 1 |",
 		"WARNING in ext4_move_extents (1/2 runs)",
 		"- fallback #0 (seed 7) fail: bad blocks = 4",
+		"| failure rate (95% CI) | 0% [0-79%] (0/1) | 50% [9-91%] (1/2) |",
+		"| p vs baseline (Fisher) | - | p=1 |",
+		"WARNING in ext4_move_extents (1/2 runs) **NEW**",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("summary.md lacks %q:\n%s", want, md)
@@ -73,10 +76,115 @@ func TestWriteIsCompleteJSON(t *testing.T) {
 	if len(back.Variants) != 2 || back.Variants[1].Runs[0].Moved() != 29 || back.Variants[1].Kernel.Key != "e1634d79638a80bc" {
 		t.Errorf("summary.json did not round-trip: %+v", back.Variants)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "summary.md")); err != nil {
-		t.Error(err)
+	for _, name := range []string{"summary.md", "report.html", "junit.xml", "kcidb.json"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			t.Error(err)
+		}
 	}
 	if leftovers, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(leftovers) > 0 {
 		t.Errorf("temporary files left: %v", leftovers)
+	}
+}
+
+func TestMarkdownRich(t *testing.T) {
+	md := Markdown(richSample())
+	for _, want := range []string{
+		"| | eopnotsupp (baseline) | fallback | broken |",
+		"| kernel | 6.12.117 (183cbe68) | 6.12.117 (e1634d79) | build failed |",
+		"| failure rate (95% CI) | 0% [0-56%] (0/3) | 80% [38-96%] (4/5) | - |",
+		"| p vs baseline (Fisher) | - | p=0.14 | - |",
+		hungTitle + " (1/7 runs) **NEW**",
+		ext4Warn + " (1/3 runs) |",
+		"**broken** did not build:",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("summary.md lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, ext4Warn+" (1/7 runs) **NEW**") {
+		t.Error("a title seen in the baseline is marked NEW")
+	}
+}
+
+func TestSummaryJSONCarriesStatsAndReadsBack(t *testing.T) {
+	dir := t.TempDir()
+	want := richSample()
+	if err := Write(dir, want); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Schema   int                    `json:"schema"`
+		Case     string                 `json:"case"`
+		Variants []json.RawMessage      `json:"variants"`
+		Stats    []harness.VariantStats `json:"stats"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Schema != SchemaVersion || doc.Case != "ext4-journal-defrag" || len(doc.Variants) != 3 || len(doc.Stats) != 3 {
+		t.Fatalf("summary.json top level: schema %d case %q variants %d stats %d", doc.Schema, doc.Case, len(doc.Variants), len(doc.Stats))
+	}
+	fb := doc.Stats[1]
+	if fb.Name != "fallback" || fb.Judged != 5 || fb.Failures != 4 || fb.Counts[harness.Crash] != 1 ||
+		len(fb.NewVsBaseline) != 3 || fb.PValueVsBaseline <= 0 || fb.PValueVsBaseline >= 1 || !doc.Stats[0].Baseline {
+		t.Errorf("fallback stats: %+v", fb)
+	}
+
+	back, err := Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Dir != dir || len(back.Variants) != 3 || len(back.Variants[1].Runs) != 7 ||
+		back.Variants[1].Runs[0].Findings[0].Report != want.Variants[1].Runs[0].Findings[0].Report ||
+		back.Workload.Duration != want.Workload.Duration || !back.Started.Equal(want.Started) {
+		t.Errorf("Read did not round-trip: %+v", back)
+	}
+	// Rendering what was read gives the same files.
+	for _, render := range []func(*harness.Summary) ([]byte, error){
+		SummaryJSON, KCIDB,
+		func(s *harness.Summary) ([]byte, error) { return JUnit(s, dir) },
+		func(s *harness.Summary) ([]byte, error) { return HTML(s, dir) },
+		func(s *harness.Summary) ([]byte, error) { return []byte(Markdown(s)), nil },
+	} {
+		a, err1 := render(want)
+		b, err2 := render(back)
+		if err1 != nil || err2 != nil || string(a) != string(b) {
+			t.Errorf("re-rendering differs (%v, %v):\n%s\n---\n%s", err1, err2, a, b)
+		}
+	}
+}
+
+func TestReadRejectsNewerSchema(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "summary.json"), []byte(`{"schema": 99, "case": "x"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Read(dir); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("want a newer-schema error, got %v", err)
+	}
+}
+
+// The results directory from the first real run (no stats, no schema field)
+// must still render.
+func TestReadRealResults(t *testing.T) {
+	src := filepath.Join("..", "results", "ext4-journal-defrag", "20261128-103803")
+	if _, err := os.Stat(filepath.Join(src, "summary.json")); err != nil {
+		t.Skip("no real results directory in this checkout")
+	}
+	s, err := Read(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := Write(dir, s); err != nil {
+		t.Fatal(err)
+	}
+	md := Markdown(s)
+	if !strings.Contains(md, "| moves done | 0 | 29 |") || !strings.Contains(md, "| failure rate (95% CI) | 0% [0-79%] (0/1) | 0% [0-79%] (0/1) |") {
+		t.Errorf("real summary renders as:\n%s", md)
 	}
 }

@@ -1,0 +1,33 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"patchbay/report"
+)
+
+func newReportCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "report DIR",
+		Short: "Render every report of a results directory again from its summary.json",
+		Long: `Report re-reads DIR/summary.json (the run records are embedded in it) and
+writes summary.json, summary.md, report.html, junit.xml and kcidb.json in DIR
+again, so that a results directory picks up a newer renderer. It prints the
+Markdown summary.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := args[0]
+			sum, err := report.Read(dir)
+			if err != nil {
+				return err
+			}
+			if err := report.Write(dir, sum); err != nil {
+				return fmt.Errorf("re-rendering %s: %w", dir, err)
+			}
+			fmt.Fprint(cmd.OutOrStdout(), report.Markdown(sum))
+			return nil
+		},
+	}
+}
