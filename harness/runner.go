@@ -47,6 +47,9 @@ type Runner struct {
 	// verify) begins. Fault tests use it to inject failures; an error is
 	// handled like a failed phase.
 	BeforePhase func(ctx context.Context, phase string, m *vm.Machine) error
+	// Keep leaves each run's VM running after it is judged, until ctx
+	// ends, for `patchbay ssh` and `patchbay console`.
+	Keep bool
 }
 
 // RunOne runs variant's run number index with the given seed and kernel.
@@ -62,7 +65,7 @@ func (r *Runner) RunOne(ctx context.Context, variant string, index int, seed uin
 		Case: r.Case.Name, Variant: variant, Index: index, Seed: seed,
 		Kernel: k.Key, Release: k.Release, Accel: r.Accel, Started: time.Now().UTC(), Dir: rel,
 	}
-	st := r.execute(ctx, rec, dir, k)
+	st, kept := r.execute(ctx, rec, dir, k)
 	rec.Seconds = time.Since(rec.Started).Seconds()
 	if ctx.Err() != nil {
 		st.Interrupted = true
@@ -75,6 +78,14 @@ func (r *Runner) RunOne(ctx context.Context, variant string, index int, seed uin
 		return rec, err
 	}
 	r.logf("%s #%d: %s %s", variant, index, rec.Outcome, strings.Join(rec.Reasons, "; "))
+	if kept != nil {
+		defer kept.Close()
+		if err := writeKeepInfo(dir, kept, r.Image); err != nil {
+			return rec, err
+		}
+		r.logf("VM kept alive until Ctrl-C: patchbay ssh %s | patchbay console %s", dir, dir)
+		<-ctx.Done()
+	}
 	return rec, nil
 }
 
@@ -86,23 +97,23 @@ func (r *Runner) logf(format string, args ...any) {
 
 // execute boots the VM and drives the phases; it fills rec and returns how
 // the run went. The VM is always closed and the console triaged.
-func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *kernel.Artifact) (st RunStatus) {
+func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *kernel.Artifact) (st RunStatus, kept *vm.Machine) {
 	c := r.Case
 	scratch := filepath.Join(dir, "scratch.raw")
 	if err := makeSparse(scratch, int64(c.VM.ScratchMB)<<20); err != nil {
 		st.Infra = "scratch disk: " + err.Error()
-		return st
+		return st, nil
 	}
 	defer os.Remove(scratch)
 	signer, err := r.Image.Signer()
 	if err != nil {
 		st.Infra = err.Error()
-		return st
+		return st, nil
 	}
 	hostKey, err := r.Image.HostPublicKey()
 	if err != nil {
 		st.Infra = err.Error()
-		return st
+		return st, nil
 	}
 	m, err := vm.Start(ctx, vm.Config{
 		Kernel: k.BzImage, Cmdline: c.Kernel.Cmdline, RootImage: r.Image.Root,
@@ -111,11 +122,15 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 	})
 	if err != nil {
 		st.Infra = err.Error()
-		return st
+		return st, nil
 	}
 	defer func() {
 		rec.QMPEvents = m.Events()
-		m.Close()
+		if r.Keep && ctx.Err() == nil {
+			kept = m // the caller closes it after the user is done
+		} else {
+			m.Close()
+		}
 		r.triage(rec, dir, m.Console())
 	}()
 
@@ -133,35 +148,35 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 		default:
 			st.Boot = err.Error()
 		}
-		return st
+		return st, nil
 	}
 	rec.BootSecs = time.Since(rec.Started).Seconds()
 	r.logf("%s #%d: booted in %.1fs (%s)", rec.Variant, rec.Index, rec.BootSecs, r.Accel)
 
 	g := &guest{m: m, dir: dir, before: r.BeforePhase}
 	if err := g.phase(ctx, "setup"); err != nil {
-		return g.lost(ctx, st, err)
+		return g.lost(ctx, st, err), nil
 	}
 	if err := r.upload(ctx, g); err != nil {
-		return g.lost(ctx, st, err)
+		return g.lost(ctx, st, err), nil
 	}
 	if s, err := r.setup(ctx, g, rec); err != nil {
-		return g.lost(ctx, st, err)
+		return g.lost(ctx, st, err), nil
 	} else if s != "" {
 		st.Setup = s
-		return st
+		return st, nil
 	}
 	if err := g.phase(ctx, "workload"); err != nil {
-		return g.lost(ctx, st, err)
+		return g.lost(ctx, st, err), nil
 	}
 	if err := r.workload(ctx, g, rec); err != nil {
-		return g.lost(ctx, st, err)
+		return g.lost(ctx, st, err), nil
 	}
 	if err := g.phase(ctx, "verify"); err != nil {
-		return g.lost(ctx, st, err)
+		return g.lost(ctx, st, err), nil
 	}
 	if err := r.verify(ctx, g, rec); err != nil {
-		return g.lost(ctx, st, err)
+		return g.lost(ctx, st, err), nil
 	}
 	if len(rec.Verify) != 3 {
 		st.Incomplete = fmt.Sprintf("verify produced %d of 3 phases", len(rec.Verify))
@@ -169,7 +184,7 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 	if out, err := g.m.Output(ctx, "dmesg"); err == nil {
 		os.WriteFile(filepath.Join(dir, "dmesg.txt"), out, 0o644)
 	}
-	return st
+	return st, nil
 }
 
 // triage parses the console (it survives a dead SSH) and dmesg, keeping the
@@ -475,4 +490,20 @@ func lastLine(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// KeepInfo is what `patchbay ssh` needs to reach a kept VM: written to
+// vm.json in the run directory, with a known_hosts file pinning the key.
+type KeepInfo struct {
+	Port    int    `json:"port"`
+	Pid     int    `json:"qemu_pid"`
+	KeyPath string `json:"key_path"`
+}
+
+func writeKeepInfo(dir string, m *vm.Machine, img *images.Image) error {
+	known := fmt.Sprintf("[127.0.0.1]:%d %s\n", m.Port(), img.HostKey)
+	if err := writeFileAtomic(filepath.Join(dir, "known_hosts"), []byte(known)); err != nil {
+		return err
+	}
+	return writeJSON(filepath.Join(dir, "vm.json"), KeepInfo{Port: m.Port(), Pid: m.Pid(), KeyPath: img.KeyPath})
 }

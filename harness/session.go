@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"patchbay/images"
@@ -25,6 +27,8 @@ type Options struct {
 	Seed       uint64        // base seed; run k of every variant uses Seed+k
 	Duration   time.Duration // overrides the case's workload duration when > 0
 	Accel      string        // auto, kvm or tcg
+	Jobs       int           // VMs at once; 0 means DefaultJobs
+	Keep       bool          // keep the VM of the (single) run alive until ctx ends
 	GuestBin   string        // prebuilt pbguest; empty: build it from this module
 	Progress   io.Writer
 }
@@ -84,6 +88,12 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	}
 	if opt.Runs < 1 {
 		opt.Runs = 1
+	}
+	if opt.Jobs < 1 {
+		opt.Jobs = DefaultJobs(c.VM.MemoryMB)
+	}
+	if opt.Keep && (opt.Runs != 1 || len(names) != 1) {
+		return nil, errors.New("--keep keeps one VM for debugging: use it with one --variant and --runs 1")
 	}
 	if opt.Duration > 0 {
 		c.Workload.Duration = Duration(opt.Duration)
@@ -166,30 +176,74 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	}
 	sum.Image = img.Key
 
-	runner := &Runner{Case: c, Image: img, GuestBin: guestBin, Accel: sum.Accel, ResultsDir: dir, Progress: opt.Progress}
+	runner := &Runner{Case: c, Image: img, GuestBin: guestBin, Accel: sum.Accel, ResultsDir: dir, Progress: opt.Progress, Keep: opt.Keep}
 	// Interleave variants (run 0 of each, then run 1, ...) so a stopped
 	// session still has comparable evidence for every variant.
+	type job struct{ variant, index int }
+	var jobs []job
 	for k := 0; k < opt.Runs; k++ {
 		for i := range sum.Variants {
-			v := &sum.Variants[i]
-			if v.Kernel == nil {
-				continue
-			}
-			if ctx.Err() != nil {
-				break
-			}
-			logf("[run] %s #%d (seed %d): booting %s", v.Name, k, opt.Seed+uint64(k), v.Kernel.Release)
-			rec, err := runner.RunOne(ctx, v.Name, k, opt.Seed+uint64(k), v.Kernel)
-			if rec != nil {
-				v.Runs = append(v.Runs, rec)
-			}
-			if err != nil {
-				return sum, err
+			if sum.Variants[i].Kernel != nil {
+				jobs = append(jobs, job{i, k})
 			}
 		}
 	}
+	records := make([]*RunRecord, len(jobs))
+	errs := make([]error, len(jobs))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < max(opt.Jobs, 1); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range next {
+				v := &sum.Variants[jobs[j].variant]
+				k := jobs[j].index
+				logf("[run] %s #%d (seed %d): booting %s", v.Name, k, opt.Seed+uint64(k), v.Kernel.Release)
+				records[j], errs[j] = runner.RunOne(ctx, v.Name, k, opt.Seed+uint64(k), v.Kernel)
+			}
+		}()
+	}
+	for j := range jobs {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+	for j, rec := range records {
+		if rec != nil {
+			v := &sum.Variants[jobs[j].variant]
+			v.Runs = append(v.Runs, rec)
+		}
+	}
 	sum.Seconds = time.Since(start).Seconds()
-	return sum, nil
+	return sum, errors.Join(errs...)
+}
+
+// DefaultJobs is how many VMs to run at once: one per two cores (a TCG
+// guest keeps about two busy) and one per 1.5 GiB of memory, at least one.
+func DefaultJobs(memoryMB int) int {
+	jobs := runtime.NumCPU() / 2
+	if total := totalMemoryMB(); total > 0 {
+		jobs = min(jobs, total/(memoryMB+512))
+	}
+	return max(jobs, 1)
+}
+
+func totalMemoryMB() int {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	var kb int
+	for _, line := range strings.Split(string(data), "\n") {
+		if _, err := fmt.Sscanf(line, "MemTotal: %d kB", &kb); err == nil {
+			return kb / 1024
+		}
+	}
+	return 0
 }
 
 // ensureGuest returns the static guest workload binary: the given one, or
