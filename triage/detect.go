@@ -155,9 +155,12 @@ var matchers = []*matcher{
 	{kind: KindJBD2Error, prefixes: pre("Aborting journal on device"),
 		title: func(*report) string { return "JBD2: Aborting journal" }},
 
-	// Reboots.
+	// Reboots: a new boot banner, or the kernel announcing a restart it
+	// was asked for.
 	{kind: KindReboot, prefixes: pre("Linux version "), re: regexp.MustCompile(`^Linux version \d`), banner: true},
 	{kind: KindReboot, prefixes: pre(TitleRestart), title: func(*report) string { return TitleRestart }},
+	// sysrq-b: emergency_restart() without the "reboot: " messages.
+	{kind: KindReboot, prefixes: pre(TitleSysrqReset), title: func(*report) string { return TitleSysrqReset }},
 
 	// Last: substring matches.
 	// "watchdog: CPU1: Watchdog detected hard LOCKUP on cpu 1": a hang like

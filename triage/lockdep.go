@@ -21,8 +21,9 @@ var (
 	reChainLink = regexp.MustCompile(`^-> #(\d+) \((.+?)\)(\{[^}]*\}(?:-\{[^}]*\})?):`)
 	// reHeldBy: "3 locks held by fsstress/1234:"
 	reHeldBy = regexp.MustCompile(`^\d+ locks? held by (.+)/\d+:`)
-	// reTaskDoes: "fsstress/1234 is trying to acquire lock:", "swapper/0/0 [HC0[0]:SC1[1]:HE1:SE0] takes:", ...
-	reTaskDoes     = regexp.MustCompile(`^(\S.*?)/\d+(?: \[.*\])? (is trying to acquire lock:|takes:|is trying to lock:|just changed the state of lock:|is freeing memory|is leaving the kernel|is trying to release lock \((.+)\) at:)`)
+	// reTaskDoes: "fsstress/1234 is trying to acquire lock:", "swapper/0/0 [HC0[0]:SC1[1]:HE1:SE0] takes:",
+	// "bash/70 [HC0[0]:SC0[2]:HE1:SE0] is trying to acquire:" (irq-safe -> irq-unsafe order), ...
+	reTaskDoes     = regexp.MustCompile(`^(\S.*?)/\d+(?: \[.*\])? (is trying to acquire(?: lock)?:|takes:|is trying to lock:|just changed the state of lock:|is freeing memory|is leaving the kernel|is trying to release lock \((.+)\) at:)`)
 	reInstanceName = regexp.MustCompile(`#\d+`)
 )
 
@@ -91,14 +92,20 @@ func parseLockdep(body []string) *Lockdep {
 			continue
 		}
 		switch {
-		case strings.HasPrefix(s, "but task is already holding lock"):
+		case strings.HasPrefix(s, "but task is already holding lock"),
+			strings.HasPrefix(s, "and this task is already holding:"):
 			role, holder = RoleHolding, ""
 			continue
-		case strings.HasPrefix(s, "but this lock "), strings.HasPrefix(s, "other info that might help"):
+		}
+		m := reLockLine.FindStringSubmatch(s)
+		if m == nil {
+			// A role covers the lock lines right after its line: any
+			// other text ("which would create a new lock dependency:",
+			// "but this lock took another, ...", a blank) ends it.
 			role, holder = RoleOther, ""
 			continue
 		}
-		if m := reLockLine.FindStringSubmatch(s); m != nil && len(ld.Locks) < maxLocks {
+		if len(ld.Locks) < maxLocks {
 			lc := LockClass{Name: lockName(m[1]), Raw: m[1], Usage: m[2], Role: role, At: cleanFunc(m[3])}
 			if role == RoleHeld {
 				lc.Holder = holder

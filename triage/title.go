@@ -348,6 +348,11 @@ var infraPrefixes = []string{
 	"__kmem_cache_free", "slab_free", "__slab_free", "kvfree", "kmem_cache_alloc", "kmalloc", "__kmalloc",
 	"kzalloc", "kvmalloc", "__kvmalloc", "slab_alloc", "__slab_alloc", "___slab_alloc", "alloc_pages",
 	"__alloc_pages", "folio_alloc", "__folio_alloc", "__get_free_pages",
+	// the page allocator's free and prep paths, where "BUG: Bad page state"
+	// is detected on behalf of the caller that freed or allocated the page
+	"free_unref_page", "free_unref_folios", "__free_pages", "free_pages", "__free_pages_ok",
+	"free_the_page", "__folio_put", "folio_put", "release_pages", "put_page", "__put_page",
+	"check_new_page", "prep_new_page", "get_page_from_freelist", "rmqueue",
 	// threads, idle, timers, stall and lockup detectors
 	"kthread", "worker_thread", "process_one_work", "process_scheduled_works", "smpboot_thread_fn",
 	"native_", "pv_", "default_idle", "arch_cpu_idle", "cpu_idle", "do_idle", "cpu_startup_entry",

@@ -43,14 +43,15 @@ const (
 	KindExt4Error     Kind = "ext4-error"     // "EXT4-fs error (device ...)" and ext4 data-loss messages
 	KindExt4Warning   Kind = "ext4-warning"   // "EXT4-fs warning (device ...)"
 	KindJBD2Error     Kind = "jbd2-error"     // "JBD2: ..." errors, "Aborting journal on device"
-	KindReboot        Kind = "reboot"         // a second "Linux version" banner, "reboot: Restarting system"
+	KindReboot        Kind = "reboot"         // a second "Linux version" banner, "reboot: Restarting system", "sysrq: Resetting"
 	KindLockdepOff    Kind = "lockdep-off"    // lockdep stopped checking: later lock bugs go unreported
 )
 
-// Titles of the two reboot findings.
+// Titles of the reboot findings.
 const (
 	TitleUnexpectedReboot = "unexpected reboot"         // a new boot banner with no panic or reboot request before it
-	TitleRestart          = "reboot: Restarting system" // the kernel was asked to restart
+	TitleRestart          = "reboot: Restarting system" // the kernel was asked to restart (reboot(2))
+	TitleSysrqReset       = "sysrq: Resetting"          // sysrq-b: an immediate reset, without "reboot: " messages
 )
 
 // Finding is one report found in the console text.
@@ -73,7 +74,7 @@ type Lockdep struct {
 // Roles a LockClass can have in a report.
 const (
 	RoleAcquiring = "acquiring" // "is trying to acquire lock:", "takes:", "is trying to lock:"
-	RoleHolding   = "holding"   // "but task is already holding lock:"
+	RoleHolding   = "holding"   // "but task is already holding lock:", "and this task is already holding:"
 	RoleHeld      = "held"      // an entry of "N locks held by comm/pid:"
 	RoleReleasing = "releasing" // "is trying to release lock (...) at:"
 	RoleChanged   = "changed"   // "just changed the state of lock:"
@@ -104,8 +105,9 @@ type ChainLink struct {
 // Severe reports whether the finding counts as a kernel crash or bug. Every
 // kind is severe except ext4-warning (ext4 complains, the file system is
 // still consistent), lockdep-off (lost coverage, not a bug by itself) and a
-// requested restart; an unexpected reboot (a new boot banner without a
-// panic or a reboot request before it, e.g. a triple fault) is severe.
+// requested restart (reboot(2), sysrq-b); an unexpected reboot (a new boot
+// banner without a panic or a reboot request before it, e.g. a triple
+// fault) is severe.
 // ext4-error and jbd2-error are severe: callers that inject I/O errors on
 // purpose should filter them by kind.
 func (f Finding) Severe() bool {

@@ -304,6 +304,7 @@ func TestSevere(t *testing.T) {
 		{Finding{Kind: KindExt4Warning}, false},
 		{Finding{Kind: KindLockdepOff}, false},
 		{Finding{Kind: KindReboot, Title: TitleRestart}, false},
+		{Finding{Kind: KindReboot, Title: TitleSysrqReset}, false},
 		{Finding{Kind: KindReboot, Title: TitleUnexpectedReboot}, true},
 	} {
 		if c.f.Severe() != c.want {
@@ -444,6 +445,44 @@ func TestSnippets(t *testing.T) {
 	} {
 		if got := summarize(Parse([]byte(c.log))); fmt.Sprint(got) != fmt.Sprint(c.want) {
 			t.Errorf("%.50q:\n got  %q\n want %q", c.log, got, c.want)
+		}
+	}
+}
+
+// TestLockdepRealRoles checks the lock roles of real reports whose wording
+// differs from the circular-dependency report's.
+func TestLockdepRealRoles(t *testing.T) {
+	for _, c := range []struct {
+		file, task string
+		roles      string // "name:role" of the first locks
+	}{
+		// "bash/70 [HC0[0]:SC0[2]:HE1:SE0] is trying to acquire:" / "and this task is already holding:"
+		{"provoke-lockdep-irq-unsafe-order.txt", "bash", "[pb_bh_unsafe:acquiring pb_bh_safe:holding pb_bh_safe:other]"},
+		// "swapper/0/0 just changed the state of lock:" / "but this lock took another, ... lock in the past:"
+		{"provoke-lockdep-irq-inversion.txt", "swapper/0", "[pb_bh_safe:changed pb_bh_unsafe:other]"},
+		// "swapper/1/0 [HC0[0]:SC1[1]:HE1:SE0] takes:"
+		{"provoke-lockdep-inconsistent.txt", "swapper/1", "[pb_spin:acquiring]"},
+		{"provoke-lockdep-bad-unlock.txt", "bash", "[pb_unbalanced:releasing]"},
+	} {
+		fx, err := readFixture(filepath.Join("testdata", "real", c.file))
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs := Parse(fx.log)
+		if len(fs) == 0 || fs[0].Lockdep == nil {
+			t.Fatalf("%s: no lockdep finding", c.file)
+		}
+		ld := fs[0].Lockdep
+		var roles []string
+		for _, l := range ld.Locks {
+			roles = append(roles, l.Name+":"+l.Role)
+		}
+		n := strings.Count(c.roles, ":")
+		if ld.Task != c.task || len(roles) < n || fmt.Sprint(roles[:n]) != c.roles {
+			t.Errorf("%s: task %q, roles %v; want %q, %s", c.file, ld.Task, roles, c.task, c.roles)
 		}
 	}
 }
