@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -115,8 +116,8 @@ func runFault(t *testing.T, ctx context.Context, e *faultEnv, phase string, inje
 			t.Errorf("results: %v", err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, "scratch.raw")); err == nil {
-		t.Errorf("scratch disk left behind")
+	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "pbscratch*")); len(left) > 0 {
+		t.Errorf("scratch disks left behind: %v", left)
 	}
 	return rec
 }
@@ -197,6 +198,32 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("outcome %s %v, want interrupted", rec.Outcome, rec.Reasons)
 		}
 	})
+}
+
+// TestFullResultsDisk runs with the results on a tiny tmpfs: the run must end
+// as an infra error (evidence lost) or fail to write its records with a
+// clear error, never pass and never be blamed on the kernel.
+func TestFullResultsDisk(t *testing.T) {
+	e := newFaultEnv(t)
+	small := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", small).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs (needs root): %v %s", err, out)
+	}
+	defer exec.Command("umount", small).Run()
+	e.result = small
+	r := e.runner(t)
+	rec, err := r.RunOne(context.Background(), "eopnotsupp", 0, 1, e.k)
+	switch {
+	case err != nil:
+		if !strings.Contains(err.Error(), "no space left") {
+			t.Fatalf("error %v does not say the disk is full", err)
+		}
+	case rec.Outcome != InfraError:
+		t.Fatalf("outcome %s %v, want infra-error", rec.Outcome, rec.Reasons)
+	}
+	if qemuLeft(small) {
+		t.Errorf("a QEMU process of this run is still alive")
+	}
 }
 
 func TestResultsDirNotWritable(t *testing.T) {

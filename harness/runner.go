@@ -99,12 +99,19 @@ func (r *Runner) logf(format string, args ...any) {
 // the run went. The VM is always closed and the console triaged.
 func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *kernel.Artifact) (st RunStatus, kept *vm.Machine) {
 	c := r.Case
-	scratch := filepath.Join(dir, "scratch.raw")
+	// The scratch disk is sparse, per run, and not evidence: keep it out of
+	// the results directory (which may be small, slow or shared).
+	scratchDir, err := os.MkdirTemp("", "pbscratch")
+	if err != nil {
+		st.Infra = "scratch disk: " + err.Error()
+		return st, nil
+	}
+	defer os.RemoveAll(scratchDir)
+	scratch := filepath.Join(scratchDir, "scratch.raw")
 	if err := makeSparse(scratch, int64(c.VM.ScratchMB)<<20); err != nil {
 		st.Infra = "scratch disk: " + err.Error()
 		return st, nil
 	}
-	defer os.Remove(scratch)
 	signer, err := r.Image.Signer()
 	if err != nil {
 		st.Infra = err.Error()
@@ -130,6 +137,9 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 			kept = m // the caller closes it after the user is done
 		} else {
 			m.Close()
+		}
+		if err := m.ConsoleError(); err != nil {
+			st.Infra = "console.log: " + err.Error()
 		}
 		r.triage(rec, dir, m.Console())
 	}()
@@ -262,6 +272,11 @@ func (g *guest) lost(ctx context.Context, st RunStatus, err error) RunStatus {
 		st.Panicked = true
 		return st
 	case <-time.After(3 * time.Second):
+	}
+	if g.m.IOError() {
+		// QEMU pauses the guest when the host cannot write its disk.
+		st.Infra = "host I/O error on a VM disk (disk full?): " + err.Error()
+		return st
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		st.Timeout = "deadline passed with the VM running: " + err.Error()

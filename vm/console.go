@@ -2,6 +2,7 @@ package vm
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"os"
 	"sync"
@@ -13,10 +14,12 @@ const maxConsoleMemory = 32 << 20
 
 // consoleLog copies the serial console to a file and keeps it in memory.
 type consoleLog struct {
-	mu   sync.Mutex
-	f    *os.File
-	buf  bytes.Buffer
-	lost int
+	mu      sync.Mutex
+	f       *os.File
+	buf     bytes.Buffer
+	lost    int
+	werr    error         // first error writing the file (disk full, ...)
+	changed chan struct{} // closed and replaced on every write
 }
 
 func newConsoleLog(path string) (*consoleLog, error) {
@@ -24,7 +27,7 @@ func newConsoleLog(path string) (*consoleLog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &consoleLog{f: f}, nil
+	return &consoleLog{f: f, changed: make(chan struct{})}, nil
 }
 
 func (c *consoleLog) copyFrom(r io.Reader) {
@@ -33,14 +36,18 @@ func (c *consoleLog) copyFrom(r io.Reader) {
 		n, err := r.Read(b)
 		if n > 0 {
 			c.mu.Lock()
-			if c.f != nil {
-				c.f.Write(b[:n])
+			if c.f != nil && c.werr == nil {
+				if _, err := c.f.Write(b[:n]); err != nil {
+					c.werr = err
+				}
 			}
 			if c.buf.Len()+n <= maxConsoleMemory {
 				c.buf.Write(b[:n])
 			} else {
 				c.lost += n
 			}
+			close(c.changed)
+			c.changed = make(chan struct{})
 			c.mu.Unlock()
 		}
 		if err != nil {
@@ -59,7 +66,35 @@ func (c *consoleLog) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.f != nil {
-		c.f.Close()
+		if err := c.f.Close(); err != nil && c.werr == nil {
+			c.werr = err
+		}
 		c.f = nil
+	}
+}
+
+func (c *consoleLog) writeErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.werr
+}
+
+// waitFor returns when the console contains text, or ctx or done ends.
+func (c *consoleLog) waitFor(ctx context.Context, text []byte, done <-chan struct{}) error {
+	for {
+		c.mu.Lock()
+		found := bytes.Contains(c.buf.Bytes(), text)
+		changed := c.changed
+		c.mu.Unlock()
+		if found {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-done:
+			return ErrExited
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }

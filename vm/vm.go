@@ -65,6 +65,7 @@ type Machine struct {
 	mu       sync.Mutex
 	events   []string
 	panicked bool
+	ioError  bool
 	client   *ssh.Client
 	closed   bool
 }
@@ -232,6 +233,9 @@ func (m *Machine) connectQMP(ctx context.Context, sock string) error {
 		for ev := range events {
 			m.mu.Lock()
 			m.events = append(m.events, ev.Event)
+			if ev.Event == "BLOCK_IO_ERROR" {
+				m.ioError = true
+			}
 			if ev.Event == "GUEST_PANICKED" && !m.panicked {
 				m.panicked = true
 				close(m.halted)
@@ -278,6 +282,14 @@ func (m *Machine) Status() (string, error) {
 	return resp.Return.Status, nil
 }
 
+// IOError reports whether QEMU failed to read or write a disk image on the
+// host (BLOCK_IO_ERROR): the guest is paused, through no fault of its own.
+func (m *Machine) IOError() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ioError
+}
+
 // Panicked reports whether QEMU saw a guest panic (pvpanic).
 func (m *Machine) Panicked() bool {
 	m.mu.Lock()
@@ -304,6 +316,15 @@ func (m *Machine) Halted() <-chan struct{} { return m.halted }
 // Exited is closed when QEMU has exited.
 func (m *Machine) Exited() <-chan struct{} { return m.exited }
 
+// WaitConsole returns when the serial console has printed text.
+func (m *Machine) WaitConsole(ctx context.Context, text string) error {
+	return m.console.waitFor(ctx, []byte(text), m.exited)
+}
+
+// ConsoleError is the first error writing console.log (e.g. disk full):
+// evidence was lost, which is the host's fault, not the kernel's.
+func (m *Machine) ConsoleError() error { return m.console.writeErr() }
+
 // Console returns everything the serial console printed so far.
 func (m *Machine) Console() []byte { return m.console.bytes() }
 
@@ -317,7 +338,9 @@ func (m *Machine) WaitReady(ctx context.Context) error {
 		HostKeyCallback: ssh.FixedHostKey(m.cfg.HostKey),
 		Timeout:         15 * time.Second,
 	}
-	delay := 250 * time.Millisecond
+	// A failed attempt against a booting guest costs little (the forwarded
+	// port refuses at once), so poll often: boot time is what users wait on.
+	const delay = 200 * time.Millisecond
 	var lastErr error
 	for {
 		client, err := dialSSH(ctx, addr, conf)
@@ -337,7 +360,6 @@ func (m *Machine) WaitReady(ctx context.Context) error {
 			return fmt.Errorf("%w: no SSH login before the deadline: %v", ErrBoot, lastErr)
 		case <-time.After(delay):
 		}
-		delay = min(delay*2, 2*time.Second)
 	}
 }
 
