@@ -15,8 +15,10 @@ import (
 // BootSample is one measured boot: from QEMU's start to the kernel starting
 // init (printed on the console), and to the first successful SSH login.
 type BootSample struct {
-	Init  time.Duration `json:"init"`
-	Ready time.Duration `json:"ready"`
+	Init     time.Duration `json:"init"`
+	Ready    time.Duration `json:"ready"`
+	FirstCmd time.Duration `json:"first_command"` // first `true` over a session
+	Upload   time.Duration `json:"upload"`        // the 4 MB guest binary
 }
 
 // BenchBoot boots the case's first variant's kernel n times and measures
@@ -34,6 +36,10 @@ func BenchBoot(ctx context.Context, c *Case, opt Options, n int) ([]BootSample, 
 	if err != nil {
 		return nil, err
 	}
+	guestBin, err := ensureGuest(ctx, opt)
+	if err != nil {
+		return nil, err
+	}
 	accel := opt.Accel
 	if accel == "" || accel == "auto" {
 		accel, _ = vm.ProbeAccel(ctx, "", k.BzImage)
@@ -48,7 +54,7 @@ func BenchBoot(ctx context.Context, c *Case, opt Options, n int) ([]BootSample, 
 			Kernel: k.BzImage, Cmdline: c.Kernel.Cmdline, RootImage: img.Root,
 			MemoryMB: c.VM.MemoryMB, CPUs: c.VM.CPUs, Accel: accel, WorkDir: dir,
 			Signer: signer, HostKey: hostKey,
-		})
+		}, guestBin)
 		os.RemoveAll(dir)
 		if err != nil {
 			return samples, err
@@ -58,7 +64,7 @@ func BenchBoot(ctx context.Context, c *Case, opt Options, n int) ([]BootSample, 
 	return samples, nil
 }
 
-func benchOneBoot(ctx context.Context, c *Case, cfg vm.Config) (BootSample, error) {
+func benchOneBoot(ctx context.Context, c *Case, cfg vm.Config, guestBin string) (BootSample, error) {
 	start := time.Now()
 	m, err := vm.Start(ctx, cfg)
 	if err != nil {
@@ -76,6 +82,22 @@ func benchOneBoot(ctx context.Context, c *Case, cfg vm.Config) (BootSample, erro
 		return s, err
 	}
 	s.Ready = time.Since(start)
+	if _, err := m.Output(bctx, "true"); err != nil {
+		return s, err
+	}
+	s.FirstCmd = time.Since(start)
+	if guestBin != "" {
+		f, err := os.Open(guestBin)
+		if err != nil {
+			return s, err
+		}
+		defer f.Close()
+		t := time.Now()
+		if err := m.Upload(bctx, f, "/tmp/pbguest", 0o755); err != nil {
+			return s, err
+		}
+		s.Upload = time.Since(t)
+	}
 	return s, nil
 }
 

@@ -164,6 +164,11 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 	r.logf("%s #%d: booted in %.1fs (%s)", rec.Variant, rec.Index, rec.BootSecs, r.Accel)
 
 	g := &guest{m: m, dir: dir, before: r.BeforePhase}
+	defer func() {
+		if g.saveErr != nil && st.Infra == "" {
+			st.Infra = "writing results: " + g.saveErr.Error()
+		}
+	}()
 	if err := g.phase(ctx, "setup"); err != nil {
 		return g.lost(ctx, st, err), nil
 	}
@@ -192,7 +197,7 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 		st.Incomplete = fmt.Sprintf("verify produced %d of 3 phases", len(rec.Verify))
 	}
 	if out, err := g.m.Output(ctx, "dmesg"); err == nil {
-		os.WriteFile(filepath.Join(dir, "dmesg.txt"), out, 0o644)
+		g.save("dmesg.txt", out)
 	}
 	return st, nil
 }
@@ -217,9 +222,27 @@ func (r *Runner) triage(rec *RunRecord, dir string, console []byte) {
 
 // guest wraps the machine with the run's logging conventions.
 type guest struct {
-	m      *vm.Machine
-	dir    string
-	before func(ctx context.Context, phase string, m *vm.Machine) error
+	m       *vm.Machine
+	dir     string
+	before  func(ctx context.Context, phase string, m *vm.Machine) error
+	saveErr error // first failure to write evidence: the host's fault
+}
+
+// save writes evidence into the run directory, remembering the first error.
+func (g *guest) save(name string, data []byte) error {
+	err := writeFileAtomic(filepath.Join(g.dir, name), data)
+	if err != nil && g.saveErr == nil {
+		g.saveErr = err
+	}
+	return err
+}
+
+func (g *guest) saveJSON(name string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return g.save(name, append(data, '\n'))
 }
 
 // phase writes a marker to the kernel log so findings can be placed.
@@ -243,7 +266,7 @@ func (g *guest) sh(ctx context.Context, timeout time.Duration, name, cmd string)
 	var out, errb bytes.Buffer
 	err := g.m.Run(ctx, cmd, nil, &out, &errb)
 	if name != "" {
-		os.WriteFile(filepath.Join(g.dir, name), append(out.Bytes(), errb.Bytes()...), 0o644)
+		g.save(name, append(out.Bytes(), errb.Bytes()...))
 	}
 	if err != nil {
 		if msg := lastLine(errb.String()); msg != "" {
@@ -260,6 +283,10 @@ func (g *guest) sh(ctx context.Context, timeout time.Duration, name, cmd string)
 func (g *guest) lost(ctx context.Context, st RunStatus, err error) RunStatus {
 	if ctx.Err() != nil {
 		st.Interrupted = true
+		return st
+	}
+	if g.saveErr != nil {
+		st.Infra = "writing results: " + g.saveErr.Error()
 		return st
 	}
 	// SSH often notices first; give QEMU a moment to exit or report the
@@ -325,7 +352,7 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, e
 	if err != nil {
 		return "", err
 	}
-	os.WriteFile(filepath.Join(g.dir, "prepare.json"), out, 0o644)
+	g.save("prepare.json", out)
 	var p struct {
 		JournalDataFiles int `json:"journal_data_files"`
 	}
@@ -429,7 +456,7 @@ func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
 			rec.Writers = append(rec.Writers, wr)
 		}
 	}
-	if err := writeJSON(filepath.Join(g.dir, "workload.json"), all); err != nil {
+	if err := g.saveJSON("workload.json", all); err != nil {
 		return err
 	}
 	return firstErr
@@ -450,7 +477,7 @@ func (r *Runner) verify(ctx context.Context, g *guest, rec *RunRecord) error {
 		{"remount", "umount " + mountPoint + " && " + mount},
 	}
 	results := map[string]json.RawMessage{}
-	defer writeJSON(filepath.Join(g.dir, "verify.json"), results)
+	defer g.saveJSON("verify.json", results)
 	for _, s := range steps {
 		if s.before != "" {
 			if _, err := g.sh(ctx, 5*time.Minute, "", s.before); err != nil {

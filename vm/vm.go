@@ -338,17 +338,24 @@ func (m *Machine) WaitReady(ctx context.Context) error {
 		HostKeyCallback: ssh.FixedHostKey(m.cfg.HostKey),
 		Timeout:         15 * time.Second,
 	}
-	// A failed attempt against a booting guest costs little (the forwarded
-	// port refuses at once), so poll often: boot time is what users wait on.
+	// Probe for sshd's banner with short attempts first. QEMU's user-mode
+	// network accepts every connection to the forwarded port and only then
+	// connects to the guest; a SYN sent before the guest's network is up is
+	// retried on SLIRP's own schedule, seconds later. A fresh short attempt
+	// every 200 ms gets through as soon as sshd listens.
 	const delay = 200 * time.Millisecond
 	var lastErr error
 	for {
-		client, err := dialSSH(ctx, addr, conf)
+		err := sshBanner(ctx, addr, time.Second)
 		if err == nil {
-			m.mu.Lock()
-			m.client = client
-			m.mu.Unlock()
-			return nil
+			var client *ssh.Client
+			client, err = dialSSH(ctx, addr, conf)
+			if err == nil {
+				m.mu.Lock()
+				m.client = client
+				m.mu.Unlock()
+				return nil
+			}
 		}
 		lastErr = err
 		select {
@@ -361,6 +368,26 @@ func (m *Machine) WaitReady(ctx context.Context) error {
 		case <-time.After(delay):
 		}
 	}
+}
+
+// sshBanner connects and waits up to timeout for the server's "SSH-"
+// identification line.
+func sshBanner(ctx context.Context, addr string, timeout time.Duration) error {
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(timeout))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(conn, buf); err != nil {
+		return fmt.Errorf("no sshd banner yet: %w", err)
+	}
+	if string(buf) != "SSH-" {
+		return fmt.Errorf("not an sshd banner: %q", buf)
+	}
+	return nil
 }
 
 func dialSSH(ctx context.Context, addr string, conf *ssh.ClientConfig) (*ssh.Client, error) {

@@ -31,8 +31,8 @@ func newBenchCommand() *cobra.Command {
 			}
 			var inits, readies []time.Duration
 			for i, s := range samples {
-				fmt.Fprintf(cmd.OutOrStdout(), "boot %d: init %.2fs, ssh ready %.2fs, ratio %.2f\n",
-					i+1, s.Init.Seconds(), s.Ready.Seconds(), s.Ready.Seconds()/s.Init.Seconds())
+				fmt.Fprintf(cmd.OutOrStdout(), "boot %d: init %.2fs, ssh ready %.2fs, first command %.2fs, guest upload %.2fs, ratio %.2f\n",
+					i+1, s.Init.Seconds(), s.Ready.Seconds(), s.FirstCmd.Seconds(), s.Upload.Seconds(), s.Ready.Seconds()/s.Init.Seconds())
 				inits, readies = append(inits, s.Init), append(readies, s.Ready)
 			}
 			mi, mr := median(inits), median(readies)
