@@ -103,21 +103,11 @@ func benchOneBoot(ctx context.Context, c *Case, cfg vm.Config, guestBin string) 
 
 // benchInputs builds (or finds) the first variant's kernel and the image.
 func benchInputs(ctx context.Context, c *Case, opt Options) (*kernel.Artifact, *images.Image, error) {
-	src, err := kernel.ParseSource(c.Kernel.Source)
+	specs, err := c.KernelSpecs(c.VariantNames()[:1])
 	if err != nil {
 		return nil, nil, err
 	}
-	var frags []string
-	for _, f := range c.Kernel.Fragments {
-		frags = append(frags, c.Path(f))
-	}
-	name := c.VariantNames()[0]
-	var patches []string
-	for _, p := range c.Variants[name].Patches {
-		patches = append(patches, c.Path(p))
-	}
-	k, err := (&kernel.Builder{CacheDir: opt.CacheDir, Progress: opt.Progress}).Build(ctx,
-		kernel.Spec{Name: name, Source: src, Fragments: frags, Patches: patches})
+	k, err := (&kernel.Builder{CacheDir: opt.CacheDir, Progress: opt.Progress}).Build(ctx, specs[0])
 	if err != nil {
 		return nil, nil, err
 	}

@@ -62,16 +62,13 @@ func (e *captureEnv) kernel(t *testing.T, name string, patches ...string) *kerne
 	if k := e.kernels[key]; k != nil {
 		return k
 	}
-	src, err := kernel.ParseSource(e.c.Kernel.Source)
+	specs, err := e.c.KernelSpecs([]string{e.c.Baseline})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var frags []string
-	for _, f := range e.c.Kernel.Fragments {
-		frags = append(frags, e.c.Path(f))
-	}
-	k, err := (&kernel.Builder{CacheDir: DefaultCacheDir(), Progress: captureProgress{t}}).Build(e.ctx,
-		kernel.Spec{Name: name, Source: src, Fragments: frags, Patches: patches})
+	spec := specs[0]
+	spec.Name, spec.Patches = name, patches
+	k, err := (&kernel.Builder{CacheDir: DefaultCacheDir(), Progress: captureProgress{t}}).Build(e.ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}

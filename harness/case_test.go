@@ -13,8 +13,8 @@ func TestLoadShippedCase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.VariantNames(); len(got) != 2 || got[0] != "eopnotsupp" || got[1] != "fallback" {
-		t.Fatalf("variants = %v, want baseline eopnotsupp first, then fallback", got)
+	if got := c.VariantNames(); len(got) != 3 || got[0] != "eopnotsupp" || got[1] != "fallback" || got[2] != "fallback-flush" {
+		t.Fatalf("variants = %v, want baseline eopnotsupp first, then fallback, fallback-flush", got)
 	}
 	if !c.Filesystem.JournalData || !strings.Contains(c.Filesystem.MountOptions, "nodelalloc") {
 		t.Errorf("filesystem = %+v: the case must journal data under nodelalloc", c.Filesystem)

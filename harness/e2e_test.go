@@ -37,6 +37,7 @@ func TestEndToEnd(t *testing.T) {
 	results := t.TempDir()
 	sum, err := harness.RunCase(ctx, c, harness.Options{
 		CacheDir: harness.DefaultCacheDir(), ResultsDir: results, Runs: 1, Seed: 42,
+		Variants: []string{"eopnotsupp", "fallback"},
 		Duration: 10 * time.Second, Accel: "auto", Progress: testLog{t},
 	})
 	if err != nil {

@@ -38,15 +38,11 @@ func newFaultEnv(t *testing.T) *faultEnv {
 	c.Workload.Duration = Duration(4 * time.Second)
 	ctx := context.Background()
 	cache := DefaultCacheDir()
-	src, err := kernel.ParseSource(c.Kernel.Source)
+	specs, err := c.KernelSpecs([]string{"eopnotsupp"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var frags []string
-	for _, f := range c.Kernel.Fragments {
-		frags = append(frags, c.Path(f))
-	}
-	k, err := (&kernel.Builder{CacheDir: cache}).Build(ctx, kernel.Spec{Name: "eopnotsupp", Source: src, Fragments: frags})
+	k, err := (&kernel.Builder{CacheDir: cache}).Build(ctx, specs[0])
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -130,23 +130,15 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	}
 	defer waitImage() // never leave debootstrap running behind us
 
-	src, err := kernel.ParseSource(c.Kernel.Source)
+	specs, err := c.KernelSpecs(names)
 	if err != nil {
-		return nil, fmt.Errorf("%s: kernel.source: %w", c.File, err)
+		return nil, err
 	}
 	kb := &kernel.Builder{CacheDir: opt.CacheDir, Progress: opt.Progress}
-	var frags []string
-	for _, f := range c.Kernel.Fragments {
-		frags = append(frags, c.Path(f))
-	}
-	for _, n := range names {
+	for i, n := range names {
 		v := c.Variants[n]
 		vs := VariantSummary{Name: n, Description: v.Description, Patches: v.Patches, Expect: v.Expect}
-		var patches []string
-		for _, p := range v.Patches {
-			patches = append(patches, c.Path(p))
-		}
-		k, err := kb.Build(ctx, kernel.Spec{Name: n, Source: src, Fragments: frags, Patches: patches})
+		k, err := kb.Build(ctx, specs[i])
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
@@ -305,4 +297,34 @@ func DefaultCacheDir() string {
 		return filepath.Join(d, "patchbay")
 	}
 	return filepath.Join(os.TempDir(), "patchbay-cache")
+}
+
+// KernelSpecs returns the kernel build of each named variant (all variants,
+// baseline first, when names is empty): the case's source and fragments plus
+// the variant's patches, with paths resolved against the case folder.
+func (c *Case) KernelSpecs(names []string) ([]kernel.Spec, error) {
+	src, err := kernel.ParseSource(c.Kernel.Source)
+	if err != nil {
+		return nil, fmt.Errorf("%s: kernel.source: %w", c.File, err)
+	}
+	var frags []string
+	for _, f := range c.Kernel.Fragments {
+		frags = append(frags, c.Path(f))
+	}
+	if len(names) == 0 {
+		names = c.VariantNames()
+	}
+	var specs []kernel.Spec
+	for _, n := range names {
+		v, ok := c.Variants[n]
+		if !ok {
+			return nil, fmt.Errorf("%s: no variant %q (have %s)", c.File, n, strings.Join(c.VariantNames(), ", "))
+		}
+		var patches []string
+		for _, p := range v.Patches {
+			patches = append(patches, c.Path(p))
+		}
+		specs = append(specs, kernel.Spec{Name: n, Source: src, Fragments: frags, Patches: patches})
+	}
+	return specs, nil
 }
