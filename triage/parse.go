@@ -28,9 +28,41 @@ type parser struct {
 // Parse returns the findings in console or dmesg text, in the order their
 // reports start. See the package comment for the bounds.
 func Parse(text []byte) []Finding {
-	p := newParser(splitLines(text))
+	lines := splitLines(text)
+	p := newParser(lines)
 	p.run()
+	assignPhases(lines, p.findings)
 	return p.findings
+}
+
+// PhaseMarker is what the harness writes to /dev/kmsg as each phase of a
+// run begins ("patchbay: phase workload"); a finding belongs to the last
+// marker before it, or to "boot" when there is none.
+const PhaseMarker = "patchbay: phase "
+
+func assignPhases(lines []logLine, findings []Finding) {
+	type marker struct {
+		line  int // 1-based
+		phase string
+	}
+	var markers []marker
+	for i, l := range lines {
+		if name, ok := strings.CutPrefix(l.text, PhaseMarker); ok {
+			if f := strings.Fields(name); len(f) > 0 {
+				markers = append(markers, marker{i + 1, f[0]})
+			}
+		}
+	}
+	for i := range findings {
+		findings[i].Phase = "boot"
+		// Findings are few and markers fewer: a linear scan is fine.
+		for _, m := range markers {
+			if m.line > findings[i].Line {
+				break
+			}
+			findings[i].Phase = m.phase
+		}
+	}
 }
 
 func newParser(lines []logLine) *parser {

@@ -60,6 +60,7 @@ type Finding struct {
 	Title   string   `json:"title"`  // normalized: same bug in two runs => same title
 	Line    int      `json:"line"`   // 1-based input line where the report starts (its "cut here" or "====" frame when there is one)
 	Report  string   `json:"report"` // the report's raw lines (CRs trimmed), capped
+	Phase   string   `json:"phase"`  // run phase it appeared in: boot, setup, workload, verify
 	Lockdep *Lockdep `json:"lockdep,omitempty"`
 }
 

@@ -35,7 +35,7 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("cache", harness.DefaultCacheDir(), "cache for kernels, images and ccache (outside the repository; $PATCHBAY_CACHE)")
-	root.AddCommand(newImageCommand(), newRunCommand(), newReportCommand(), newSSHCommand(), newConsoleCommand(), newBenchCommand(), newBuildCommand())
+	root.AddCommand(newImageCommand(), newRunCommand(), newReportCommand(), newSSHCommand(), newConsoleCommand(), newBenchCommand(), newBuildCommand(), newTriageCommand())
 	return root
 }
 

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"patchbay/triage"
+)
+
+// triagedFile is one input's findings, as printed with --json.
+type triagedFile struct {
+	File     string           `json:"file"`
+	Findings []triage.Finding `json:"findings"`
+}
+
+func newTriageCommand() *cobra.Command {
+	var asJSON, full bool
+	cmd := &cobra.Command{
+		Use:   "triage FILE...",
+		Short: "Find crashes, lockdep reports, hangs and ext4 errors in console or dmesg text (- for stdin)",
+		Long: `triage reads kernel console or dmesg text (timestamps, PRINTK_CALLER tags,
+syslog prefixes and CR/LF noise allowed; a log pasted from elsewhere works) and
+prints each finding: kind, normalized title, line, run phase, and for lockdep
+reports the locks and the dependency chain. Exit status 1 when a severe
+finding is present, so it can gate a script.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var files []triagedFile
+			severe := 0
+			for _, name := range args {
+				data, err := readInput(name, cmd.InOrStdin())
+				if err != nil {
+					return err
+				}
+				f := triagedFile{File: name, Findings: triage.Parse(data)}
+				for _, x := range f.Findings {
+					if x.Severe() {
+						severe++
+					}
+				}
+				files = append(files, f)
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(files); err != nil {
+					return err
+				}
+			} else {
+				for _, f := range files {
+					printFindings(out, f, full)
+				}
+			}
+			if severe > 0 {
+				return &exitError{1, fmt.Errorf("%d severe finding(s)", severe)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the findings as JSON")
+	cmd.Flags().BoolVar(&full, "report", false, "print each finding's whole report text")
+	return cmd
+}
+
+func readInput(name string, stdin io.Reader) ([]byte, error) {
+	if name == "-" {
+		return io.ReadAll(stdin)
+	}
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("triage: %w", err)
+	}
+	return data, nil
+}
+
+func printFindings(w io.Writer, f triagedFile, full bool) {
+	if len(f.Findings) == 0 {
+		fmt.Fprintf(w, "%s: no findings\n", f.File)
+		return
+	}
+	for _, x := range f.Findings {
+		sev := ""
+		if !x.Severe() {
+			sev = " (not severe)"
+		}
+		fmt.Fprintf(w, "%s:%d: [%s] %s%s, phase %s\n", f.File, x.Line, x.Kind, x.Title, sev, x.Phase)
+		if l := x.Lockdep; l != nil {
+			fmt.Fprintf(w, "    lockdep: %s", l.Header)
+			if l.Task != "" {
+				fmt.Fprintf(w, " (task %s)", l.Task)
+			}
+			fmt.Fprintln(w)
+			for _, lc := range l.Locks {
+				fmt.Fprintf(w, "    lock %-30s %-10s at %s\n", lc.Name, lc.Role, lc.At)
+			}
+			for _, c := range l.Chain {
+				fmt.Fprintf(w, "    -> #%d %-27s taken at %s\n", c.Depth, c.Name, c.At)
+			}
+		}
+		if full {
+			fmt.Fprintf(w, "%s\n\n", x.Report)
+		}
+	}
+}
