@@ -33,8 +33,11 @@ type VariantStats struct {
 	// PValueVsBaseline is Fisher's exact two-sided p for this variant's
 	// failures/passes against the baseline's; 1 for the baseline itself and
 	// whenever there is nothing to compare.
-	PValueVsBaseline float64      `json:"p_value_vs_baseline"`
-	Titles           []TitleCount `json:"titles"`
+	PValueVsBaseline float64 `json:"p_value_vs_baseline"`
+	// Compared is false when there was nothing to compare with: this is
+	// the baseline, or the baseline has no judged runs in these results.
+	Compared bool         `json:"compared_with_baseline"`
+	Titles   []TitleCount `json:"titles"`
 	// NewVsBaseline are the titles the baseline never showed; empty for the
 	// baseline, and when the baseline is not in the summary.
 	NewVsBaseline []string `json:"new_vs_baseline"`
@@ -71,6 +74,7 @@ func (s *Summary) Stats() []VariantStats {
 			continue
 		}
 		b := out[base]
+		out[i].Compared = b.Judged > 0 && out[i].Judged > 0
 		out[i].PValueVsBaseline = FisherExact(out[i].Failures, out[i].Judged-out[i].Failures, b.Failures, b.Judged-b.Failures)
 		seen := map[string]bool{}
 		for _, t := range b.Titles {

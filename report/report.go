@@ -171,7 +171,7 @@ func rateCell(st *harness.VariantStats) string {
 }
 
 func pCell(st *harness.VariantStats) string {
-	if st.Baseline || st.Judged == 0 {
+	if !st.Compared {
 		return "-"
 	}
 	return "p=" + strconv.FormatFloat(st.PValueVsBaseline, 'g', 2, 64)
