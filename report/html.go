@@ -123,7 +123,7 @@ func htmlVariantOf(s *harness.Summary, v *harness.VariantSummary, st *harness.Va
 		Heading: variantHeading(s, v), Description: v.Description, Runs: len(v.Runs),
 		Rate: rateCell(st), BuildError: v.BuildError,
 	}
-	if !st.Baseline && s.Baseline != "" && st.Judged > 0 {
+	if st.Compared {
 		hv.P = pCell(st) + " vs " + s.Baseline
 	}
 	var label []string
