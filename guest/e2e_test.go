@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,8 +105,8 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgs := []WriteConfig{
-		{Layout: l, Mode: ModeMmap, ID: 0, Duration: time.Second, MsyncEvery: 50, FsyncEvery: 200, DontneedOneIn: 8},
-		{Layout: l, Mode: ModePwrite, ID: 1, Duration: time.Second, FsyncEvery: 100},
+		{Layout: l, Mode: ModeMmap, ID: 0, Duration: time.Second, MsyncEvery: 50, FsyncEvery: 200, DontneedOneIn: 8, CheckEvery: 3},
+		{Layout: l, Mode: ModePwrite, ID: 1, Duration: time.Second, FsyncEvery: 100, CheckEvery: 3},
 	}
 	reps := make([]WriteReport, len(cfgs))
 	errs := make([]error, len(cfgs))
@@ -121,6 +122,9 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if r.Writes == 0 || len(r.Errors) != 0 {
 			t.Fatalf("writer %d: writes %d errors %v", i, r.Writes, r.Errors)
+		}
+		if r.Readbacks == 0 || r.ReadbackBad != 0 {
+			t.Fatalf("writer %d: %d read-backs, %d bad %v", i, r.Readbacks, r.ReadbackBad, r.BadReads)
 		}
 		for f := range r.Gens {
 			for b, g := range r.Gens[f] {
@@ -259,5 +263,37 @@ func TestMmapFaultReported(t *testing.T) {
 	err = safeCopy(m[:l.BlockSize], make([]byte, l.BlockSize))
 	if _, ok := err.(faultError); !ok {
 		t.Fatalf("safeCopy after truncate: %v", err)
+	}
+}
+
+// TestReadBackCatchesLostWrite makes a block stale behind a writer's back
+// (as a dropped journalled buffer would) and checks the read-back names it.
+func TestReadBackCatchesLostWrite(t *testing.T) {
+	l := testLayout(t, 1)
+	l.Files, l.Blocks = 1, 1
+	if _, err := Prepare(l, false); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(l.Dir, FileName(0))
+	stale, err := os.ReadFile(path) // generation 0, as prepared
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &writer{cfg: WriteConfig{Layout: l, Mode: ModePwrite, CheckEvery: 1}, rbuf: make([]byte, l.BlockSize),
+		rng: NewRNG(1), owned: []int{0}, rep: &WriteReport{Gens: l.NewGens(-1), BadReads: []string{}}}
+	fd, err := unix.Open(path, unix.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	w.fds = []int{fd}
+	w.rep.Gens[0][0] = 5 // the writer believes it completed gen 5
+	if err := os.WriteFile(path, stale, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	w.readBack()
+	if w.rep.Readbacks != 1 || w.rep.ReadbackBad != 1 || len(w.rep.BadReads) != 1 ||
+		!strings.Contains(w.rep.BadReads[0], "stale, expected gen 5, found file 0 block 0 writer 0 gen 0") {
+		t.Fatalf("read-back report %+v", w.rep)
 	}
 }

@@ -27,6 +27,11 @@ type WriteConfig struct {
 	// mmap mode: after 1 in N writes also MADV_DONTNEED a random range so
 	// clean pages fault again; 0 = never.
 	DontneedOneIn int
+	// CheckEvery K: after every K writes, pread one random block this
+	// writer has written and compare it with the generation it wrote last.
+	// Catches a write lost mid-run even if a later write would hide it
+	// from the final verify. 0 = never.
+	CheckEvery int
 }
 
 // WriteReport is the JSON document printed by `pbguest write`.
@@ -38,6 +43,9 @@ type WriteReport struct {
 	Dontneeds   int64     `json:"dontneeds,omitempty"`
 	Msyncs      int64     `json:"msyncs,omitempty"`
 	Fsyncs      int64     `json:"fsyncs,omitempty"`
+	Readbacks   int64     `json:"readbacks"`
+	ReadbackBad int64     `json:"readback_bad"`  // read-backs that did not return the last write
+	BadReads    []string  `json:"bad_readbacks"` // the first few, with what was found
 	Errors      []string  `json:"errors"`
 	ErrorsTotal int       `json:"errors_total"`
 	ElapsedS    float64   `json:"elapsed_s"`
@@ -55,8 +63,8 @@ func (c WriteConfig) validate() error {
 		return fmt.Errorf("--id must be in [0, %d), got %d", c.Writers, c.ID)
 	case c.Duration <= 0:
 		return fmt.Errorf("--duration must be > 0, got %s", c.Duration)
-	case c.MsyncEvery < 0 || c.FsyncEvery < 0 || c.DontneedOneIn < 0:
-		return errors.New("--msync-every, --fsync-every and --dontneed-one-in must be >= 0")
+	case c.MsyncEvery < 0 || c.FsyncEvery < 0 || c.DontneedOneIn < 0 || c.CheckEvery < 0:
+		return errors.New("--msync-every, --fsync-every, --dontneed-one-in and --check-every must be >= 0")
 	}
 	return nil
 }
@@ -67,6 +75,7 @@ type writer struct {
 	fds   []int
 	maps  [][]byte
 	buf   []byte
+	rbuf  []byte // read-back buffer
 	rng   *RNG
 	rep   *WriteReport
 	errs  errList
@@ -87,11 +96,12 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteReport, error) {
 	}
 	defer closeAll(fds)
 
-	rep := WriteReport{ID: cfg.ID, Mode: cfg.Mode, Gens: cfg.NewGens(-1)}
+	rep := WriteReport{ID: cfg.ID, Mode: cfg.Mode, Gens: cfg.NewGens(-1), BadReads: []string{}}
 	w := &writer{
 		cfg:   cfg,
 		fds:   fds,
 		buf:   make([]byte, cfg.BlockSize),
+		rbuf:  make([]byte, cfg.BlockSize),
 		rng:   NewRNG(DeriveSeed(cfg.Seed, roleWrite, uint64(cfg.ID))),
 		rep:   &rep,
 		page:  os.Getpagesize(),
@@ -202,12 +212,49 @@ func (w *writer) loop(ctx context.Context, start time.Time) {
 				w.dropRange()
 			}
 		}
+		if w.cfg.CheckEvery > 0 && n%int64(w.cfg.CheckEvery) == 0 {
+			w.readBack()
+		}
 		if w.cfg.FsyncEvery > 0 && n%int64(w.cfg.FsyncEvery) == 0 {
 			w.rep.Fsyncs++
 			if err := unix.Fsync(w.fds[f]); err != nil {
 				w.errs.add("fsync %s: %v", FileName(f), err)
 			}
 		}
+	}
+}
+
+// maxBadReads bounds how many bad read-backs are described in the report.
+const maxBadReads = 20
+
+// readBack preads a random owned block and checks that it holds the last
+// generation this writer completed: nobody else writes it, so anything else
+// is a lost (stale), misplaced or corrupted write seen by the application.
+func (w *writer) readBack() {
+	g := w.owned[w.rng.Intn(len(w.owned))]
+	f, b := g/w.cfg.Blocks, g%w.cfg.Blocks
+	want := w.rep.Gens[f][b]
+	if want < 0 {
+		return
+	}
+	w.rep.Readbacks++
+	n, err := unix.Pread(w.fds[f], w.rbuf, int64(b)*int64(w.cfg.BlockSize))
+	if err != nil || n != len(w.rbuf) {
+		w.errs.add("read-back %s block %d: n=%d err=%v", FileName(f), b, n, err)
+		return
+	}
+	v := Classify(w.rbuf, uint32(f), uint32(b), w.cfg.Seed, uint64(want))
+	if v.Class == ClassOK {
+		return
+	}
+	w.rep.ReadbackBad++
+	if len(w.rep.BadReads) < maxBadReads {
+		found := "nothing recognizable"
+		if v.Found != nil {
+			found = fmt.Sprintf("file %d block %d writer %d gen %d", v.Found.File, v.Found.Block, v.Found.Writer, v.Found.Gen)
+		}
+		w.rep.BadReads = append(w.rep.BadReads, fmt.Sprintf("%s block %d after %d writes: %s, expected gen %d, found %s",
+			FileName(f), b, w.rep.Writes, v.Class, want, found))
 	}
 }
 

@@ -61,6 +61,7 @@ type WorkloadSpec struct {
 	MmapWriters   int      `yaml:"mmap_writers"`
 	PwriteWriters int      `yaml:"pwrite_writers"`
 	MsyncEvery    int      `yaml:"msync_every"`
+	CheckEvery    int      `yaml:"check_every"` // writers read a written block back every K writes
 	Defrag        struct {
 		Workers     int  `yaml:"workers"`
 		RangeBlocks int  `yaml:"range_blocks"`

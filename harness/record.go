@@ -61,6 +61,12 @@ type WriterResult struct {
 	Writes  int64    `json:"writes"`
 	Errors  []string `json:"errors"`
 	Elapsed float64  `json:"elapsed_s"`
+	// Read-backs of a block the writer wrote, and those that did not
+	// return its last write: a lost write seen live, even if a later write
+	// would have hidden it from the final verify.
+	Readbacks   int64    `json:"readbacks"`
+	ReadbackBad int64    `json:"readback_bad"`
+	BadReads    []string `json:"bad_readbacks,omitempty"`
 }
 
 // DefragResult is what one guest defrag worker reported.
@@ -108,6 +114,15 @@ func (r *RunRecord) Writes() int64 {
 	var n int64
 	for _, w := range r.Writers {
 		n += w.Writes
+	}
+	return n
+}
+
+// ReadbackBad sums the writers' read-backs that missed their last write.
+func (r *RunRecord) ReadbackBad() int64 {
+	var n int64
+	for _, w := range r.Writers {
+		n += w.ReadbackBad
 	}
 	return n
 }

@@ -411,6 +411,9 @@ func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
 		if mode == "mmap" && w.MsyncEvery > 0 {
 			cmd += fmt.Sprintf(" --msync-every %d", w.MsyncEvery)
 		}
+		if w.CheckEvery > 0 {
+			cmd += fmt.Sprintf(" --check-every %d", w.CheckEvery)
+		}
 		jobs = append(jobs, job{name: fmt.Sprintf("writer-%d", i), cmd: cmd + " > " + guestTmp + fmt.Sprintf("/writer-%d.json", i) + " && cat " + guestTmp + fmt.Sprintf("/writer-%d.json", i)})
 	}
 	for i := 0; i < w.Defrag.Workers; i++ {

@@ -115,6 +115,16 @@ func checkExpectation(rec *RunRecord, exp Expectation) []string {
 	atLeast("a_ops transitions", rec.Transitions(), exp.MinTransitions)
 	atMost("bad blocks", rec.BadBlocks(), exp.MaxBadBlocks)
 	if exp.MaxBadBlocks != nil {
+		for _, w := range rec.Writers {
+			if w.ReadbackBad > 0 {
+				first := ""
+				if len(w.BadReads) > 0 {
+					first = ": first " + w.BadReads[0]
+				}
+				broken = append(broken, fmt.Sprintf("writer %d (%s): %d of %d read-backs did not return the last write%s",
+					w.ID, w.Mode, w.ReadbackBad, w.Readbacks, first))
+			}
+		}
 		for _, v := range rec.Verify {
 			if v.BadTotal > 0 {
 				broken = append(broken, fmt.Sprintf("verify %s: %d bad blocks %v", v.Phase, v.BadTotal, nonOK(v.Counts)))

@@ -45,6 +45,10 @@ func TestJudge(t *testing.T) {
 		{"fsck dirty", func(r *RunRecord) { r.Fsck = &FsckResult{Exit: 4} }, RunStatus{}, Fail, "e2fsck -fn exit 4"},
 		{"fsck missing", func(r *RunRecord) { r.Fsck = nil }, RunStatus{}, Fail, "e2fsck did not run"},
 		{"writer error", func(r *RunRecord) { r.Writers[0].Errors = []string{"SIGBUS at f001 block 3"} }, RunStatus{}, Fail, "SIGBUS"},
+		{"lost write seen by a read-back", func(r *RunRecord) {
+			r.Writers[0].Readbacks, r.Writers[0].ReadbackBad = 40, 1
+			r.Writers[0].BadReads = []string{"f002 block 17 after 812 writes: stale, expected gen 9, found file 2 block 17 writer 0 gen 8"}
+		}, RunStatus{}, Fail, "1 of 40 read-backs did not return the last write: first f002 block 17"},
 		{"ext4 error is a fail", func(r *RunRecord) { r.Findings = []triage.Finding{ext4err} }, RunStatus{}, Fail, "EXT4-fs error"},
 		{"warning is a crash", func(r *RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{}, Crash, "WARNING in ext4_move_extents"},
 		{"crash beats broken expectations", func(r *RunRecord) { r.Findings = []triage.Finding{warn}; r.Fsck = nil }, RunStatus{}, Crash, ""},

@@ -72,6 +72,7 @@ func tableRows() []row {
 		{"other move errors", sum(otherErrors)},
 		{"a_ops transitions", sum(func(r *harness.RunRecord) int64 { return r.Transitions() })},
 		{"block writes", sum(func(r *harness.RunRecord) int64 { return r.Writes() })},
+		{"read-backs missing the last write", sum(func(r *harness.RunRecord) int64 { return r.ReadbackBad() })},
 		{"bad blocks live/dropcache/remount", only(badCell)},
 		{"e2fsck", only(fsckCell)},
 		{findingsRow, func(v *harness.VariantSummary, st *harness.VariantStats) string {

@@ -24,7 +24,7 @@ const usage = `usage: pbguest <prepare|write|defrag|verify> [flags]
 
 common flags: --dir DIR --files N --blocks B --block-size BYTES --writers W --seed S
   prepare [--journal-data]
-  write   --mode mmap|pwrite --id I [--duration 20s] [--msync-every K] [--fsync-every K] [--dontneed-one-in N]
+  write   --mode mmap|pwrite --id I [--duration 20s] [--msync-every K] [--fsync-every K] [--dontneed-one-in N] [--check-every K]
   defrag  [--donor-dir DIR] [--id I] [--duration 20s] [--range-blocks R] [--rejournal] [--reopen-one-in N] [--busy-retries N]
   verify  [--phase NAME] [--expect F ...] [--mmap] [--max-report 50]
 `
@@ -139,6 +139,7 @@ func cmdWrite(ctx context.Context, args []string, stderr io.Writer) (any, error)
 	fs.IntVar(&c.ID, "id", -1, "writer id in [0, writers) (required)")
 	fs.DurationVar(&c.Duration, "duration", 20*time.Second, "how long to write")
 	fs.IntVar(&c.MsyncEvery, "msync-every", 0, "mmap: msync(MS_SYNC) the file every K writes (0 = never)")
+	fs.IntVar(&c.CheckEvery, "check-every", 0, "pread one written block back every K writes and compare (0 = never)")
 	fs.IntVar(&c.FsyncEvery, "fsync-every", 0, "fsync the file every K writes (0 = never)")
 	fs.IntVar(&c.DontneedOneIn, "dontneed-one-in", 32, "mmap: MADV_DONTNEED a random range after 1 in N writes (0 = never)")
 	if err := parse(fs, args); err != nil {
