@@ -8,11 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"patchbay/kernel"
 )
 
 // Case is one folder under cases/: a question, a kernel, a workload and the
@@ -29,6 +33,8 @@ type Case struct {
 
 	Dir  string `yaml:"-"` // folder of case.yaml
 	File string `yaml:"-"` // path of case.yaml
+
+	doc *yaml.Node // the parsed document, for the lines of later errors
 }
 
 // KernelSpec: source + kconfig fragments + extra kernel command line.
@@ -70,11 +76,67 @@ type WorkloadSpec struct {
 }
 
 // Variant is one kernel to compare: the base plus patches, and what its runs
-// must show.
+// must show. Its patch stack (PatchStack) is: Base's stack, then Patches;
+// then Drop and Replace, whose selectors refer to that stack as it was
+// before either; then Add. Paths are relative to the case folder and may
+// name a patch or mail, an mbox, a directory of patches or a quilt series.
 type Variant struct {
-	Description string      `yaml:"description"`
-	Patches     []string    `yaml:"patches"` // relative to the case folder
-	Expect      Expectation `yaml:"expect"`
+	Description string        `yaml:"description"`
+	Base        string        `yaml:"base"`    // start from another variant's stack
+	Patches     []string      `yaml:"patches"` // appended to the base's stack
+	Drop        []PatchSel    `yaml:"drop"`    // patches to leave out
+	Replace     []Replacement `yaml:"replace"` // patches to swap for others
+	Add         []string      `yaml:"add"`     // appended last
+	Expect      Expectation   `yaml:"expect"`
+}
+
+// PatchSel selects one patch of a stack: a 1-based index (a YAML integer)
+// or a substring of its subject (anything else).
+type PatchSel struct {
+	Index     int
+	Substring string
+}
+
+// UnmarshalYAML reads an integer as an index, any other scalar as a subject
+// substring.
+func (s *PatchSel) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: a patch is selected by its 1-based index or a substring of its subject", n.Line)
+	}
+	if n.Tag == "!!int" {
+		i, err := strconv.Atoi(n.Value)
+		if err != nil || i < 1 {
+			return fmt.Errorf("line %d: patch index %s: want 1 or more", n.Line, n.Value)
+		}
+		*s = PatchSel{Index: i}
+		return nil
+	}
+	if strings.TrimSpace(n.Value) == "" {
+		return fmt.Errorf("line %d: empty patch selector", n.Line)
+	}
+	*s = PatchSel{Substring: n.Value}
+	return nil
+}
+
+// MarshalYAML writes the selector back as it was read.
+func (s PatchSel) MarshalYAML() (any, error) {
+	if s.Index > 0 {
+		return s.Index, nil
+	}
+	return s.Substring, nil
+}
+
+func (s PatchSel) String() string {
+	if s.Index > 0 {
+		return fmt.Sprintf("#%d", s.Index)
+	}
+	return strconv.Quote(s.Substring)
+}
+
+// Replacement swaps the patch Match selects for the patches of With.
+type Replacement struct {
+	Match PatchSel `yaml:"match"`
+	With  string   `yaml:"with"`
 }
 
 // Expectation is what a run of a variant must show to pass. Unset limits are
@@ -160,6 +222,7 @@ func ParseCase(path string, data []byte) (*Case, error) {
 		return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	c.File = path
+	c.doc = &root
 	// Absolute, because kernel builds run in other directories.
 	dir, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
@@ -257,9 +320,17 @@ func (c *Case) validate(root *yaml.Node) error {
 		if !variantName.MatchString(name) {
 			bad("variants."+name, "name must be lower case letters, digits, '.', '_' or '-'")
 		}
-		for i, p := range v.Patches {
-			if _, err := os.Stat(c.Path(p)); err != nil {
-				bad(fmt.Sprintf("variants.%s.patches.%d", name, i), fmt.Sprintf("%s: no such file", p))
+		for i, r := range v.Replace {
+			if r.With == "" {
+				bad(fmt.Sprintf("variants.%s.replace.%d", name, i), "needs match: and with:")
+			}
+		}
+		// Each variant reports the errors of its own fields; one whose base
+		// is broken fails with it, reported there.
+		_, serrs := c.stack(name, nil)
+		for _, e := range serrs {
+			if e.variant == name {
+				errs = append(errs, c.stackErrors([]stackError{e}).Error())
 			}
 		}
 	}
@@ -272,6 +343,183 @@ func (c *Case) validate(root *yaml.Node) error {
 		return errors.New(strings.Join(errs, "\n"))
 	}
 	return nil
+}
+
+// PatchStack returns the expanded patch stack of a variant, in order: one
+// entry per patch, a file path, or FILE#N for the Nth patch of an mbox
+// (kernel.Spec.Patches takes both). Errors name case.yaml, the line and the
+// field.
+func (c *Case) PatchStack(variant string) ([]string, error) {
+	if _, ok := c.Variants[variant]; !ok {
+		return nil, fmt.Errorf("%s: no variant %q (have %s)", c.File, variant, strings.Join(c.VariantNames(), ", "))
+	}
+	stack, errs := c.stack(variant, nil)
+	if len(errs) > 0 {
+		return nil, c.stackErrors(errs)
+	}
+	refs := make([]string, len(stack))
+	for i, p := range stack {
+		refs[i] = p.Ref()
+	}
+	return refs, nil
+}
+
+// stackError is an error in a variant's patch fields.
+type stackError struct {
+	variant string // whose field it is
+	field   string // dotted path, for lineOf
+	msg     string
+}
+
+func (c *Case) stackErrors(errs []stackError) error {
+	var msgs []string
+	for _, e := range errs {
+		msgs = append(msgs, fmt.Sprintf("%s:%d: %s: %s", c.File, c.line(e.field), e.field, e.msg))
+	}
+	return errors.New(strings.Join(msgs, "\n"))
+}
+
+func (c *Case) line(field string) int {
+	if c.doc == nil {
+		return 0
+	}
+	return lineOf(c.doc, field)
+}
+
+// stack expands a variant's patch stack; chain holds the variants whose base
+// led here, to find cycles.
+func (c *Case) stack(name string, chain []string) ([]kernel.Patch, []stackError) {
+	v := c.Variants[name]
+	field := func(f string, args ...any) string {
+		return fmt.Sprintf("variants.%s.", name) + fmt.Sprintf(f, args...)
+	}
+	var errs []stackError
+	bad := func(f, msg string) { errs = append(errs, stackError{name, f, msg}) }
+	expand := func(f, p string) []kernel.Patch {
+		ps, err := kernel.ExpandPatches([]string{c.Path(p)})
+		if err != nil {
+			if _, serr := os.Stat(c.Path(p)); serr != nil && !strings.Contains(p, "#") {
+				bad(f, p+": no such file")
+			} else {
+				bad(f, err.Error())
+			}
+		}
+		return ps
+	}
+
+	var stack []kernel.Patch
+	if v.Base != "" {
+		if v.Base == name {
+			return nil, []stackError{{name, field("base"), "a variant cannot be its own base"}}
+		}
+		chain = append(slices.Clone(chain), name)
+		if i := slices.Index(chain, v.Base); i >= 0 {
+			// Reported by the variant where the cycle closes on itself.
+			cycle := append(chain[i:], v.Base)
+			return nil, []stackError{{v.Base, fmt.Sprintf("variants.%s.base", v.Base), "cycle: " + strings.Join(cycle, " -> ")}}
+		}
+		if _, ok := c.Variants[v.Base]; !ok {
+			return nil, []stackError{{name, field("base"), fmt.Sprintf("%q is not a variant (have %s)", v.Base, strings.Join(c.VariantNames(), ", "))}}
+		}
+		base, berrs := c.stack(v.Base, chain)
+		if len(berrs) > 0 {
+			return nil, berrs
+		}
+		stack = append(stack, base...)
+	}
+	for i, p := range v.Patches {
+		stack = append(stack, expand(field("patches.%d", i), p)...)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+
+	// Drop and replace both select in the stack as it is here.
+	edit := make([][]kernel.Patch, len(stack)) // nil: keep; empty: drop
+	edited := make([]string, len(stack))
+	for i, sel := range v.Drop {
+		f := field("drop.%d", i)
+		if j, msg := selectPatch(stack, sel); msg != "" {
+			bad(f, msg)
+		} else if edited[j] != "" {
+			bad(f, fmt.Sprintf("%s selects patch %d, already selected by %s", sel, j+1, edited[j]))
+		} else {
+			edit[j], edited[j] = []kernel.Patch{}, f
+		}
+	}
+	for i, r := range v.Replace {
+		f := field("replace.%d.match", i)
+		j, msg := selectPatch(stack, r.Match)
+		if msg != "" {
+			bad(f, msg)
+			continue
+		}
+		if edited[j] != "" {
+			bad(f, fmt.Sprintf("%s selects patch %d, already selected by %s", r.Match, j+1, edited[j]))
+			continue
+		}
+		if r.With == "" {
+			continue // reported by validate
+		}
+		with := expand(field("replace.%d.with", i), r.With)
+		edit[j], edited[j] = with, f
+	}
+	var out []kernel.Patch
+	for i, p := range stack {
+		if edit[i] == nil {
+			out = append(out, p)
+		} else {
+			out = append(out, edit[i]...)
+		}
+	}
+	for i, p := range v.Add {
+		out = append(out, expand(field("add.%d", i), p)...)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return out, nil
+}
+
+// selectPatch finds the one patch sel names; msg says why not.
+func selectPatch(stack []kernel.Patch, sel PatchSel) (int, string) {
+	list := func(idx []int) string {
+		var parts []string
+		for _, i := range idx {
+			parts = append(parts, fmt.Sprintf("%d %q", i+1, stack[i].Subject))
+		}
+		return strings.Join(parts, ", ")
+	}
+	all := make([]int, len(stack))
+	for i := range all {
+		all[i] = i
+	}
+	if sel.Index == 0 && sel.Substring == "" {
+		return 0, "missing: give a 1-based index or a substring of the subject"
+	}
+	if sel.Index > 0 {
+		if sel.Index > len(stack) {
+			return 0, fmt.Sprintf("patch %d does not exist: the stack has %d patch(es)", sel.Index, len(stack))
+		}
+		return sel.Index - 1, ""
+	}
+	var hits []int
+	for i, p := range stack {
+		if strings.Contains(p.Subject, sel.Substring) {
+			hits = append(hits, i)
+		}
+	}
+	switch len(hits) {
+	case 1:
+		return hits[0], ""
+	case 0:
+		if len(stack) == 0 {
+			return 0, fmt.Sprintf("%s matches no patch: the stack is empty", sel)
+		}
+		return 0, fmt.Sprintf("%s matches no patch of the stack (%s)", sel, list(all))
+	default:
+		return 0, fmt.Sprintf("%s matches %d patches (%s): use a longer substring or an index", sel, len(hits), list(hits))
+	}
 }
 
 // Path resolves a path from the case file relative to the case folder.

@@ -43,7 +43,7 @@ Subject: [PATCH 2/3] ext4: change line three
 `
 	p := filepath.Join(t.TempDir(), "0002-change.patch")
 	os.WriteFile(p, []byte(mail), 0o644)
-	err := applyPatch(context.Background(), tree, p)
+	err := applyPatch(context.Background(), tree, loadPatch(t, p), nil)
 	var pe *PatchError
 	if !errors.As(err, &pe) {
 		t.Fatalf("err = %v, want a PatchError", err)
@@ -72,7 +72,7 @@ func TestApplyPatchBreaksHardLinks(t *testing.T) {
 	diff := "--- a/fs/ext4/move_extent.c\n+++ b/fs/ext4/move_extent.c\n@@ -2,3 +2,3 @@\n line two\n-line three\n+line 3\n line four\n"
 	p := filepath.Join(t.TempDir(), "x.diff")
 	os.WriteFile(p, []byte(diff), 0o644)
-	if err := applyPatch(context.Background(), variant, p); err != nil {
+	if err := applyPatch(context.Background(), variant, loadPatch(t, p), nil); err != nil {
 		t.Fatal(err)
 	}
 	// The variant tree shares files with the base by hard links: patching
@@ -88,8 +88,21 @@ func TestApplyPatchBreaksHardLinks(t *testing.T) {
 }
 
 func TestShippedPatchSubject(t *testing.T) {
-	got := patchSubject("../cases/ext4-journal-defrag/0001-ext4-fall-back-from-data-journaling-for-online-defrag.patch")
+	got := loadPatch(t, "../cases/ext4-journal-defrag/0001-ext4-fall-back-from-data-journaling-for-online-defrag.patch").Subject
 	if !strings.Contains(got, "fall back from data journaling") {
 		t.Errorf("subject = %q", got)
 	}
+}
+
+// loadPatch reads a file that holds exactly one patch.
+func loadPatch(t *testing.T, path string) Patch {
+	t.Helper()
+	ps, err := ExpandPatches([]string{path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 {
+		t.Fatalf("%s: %d patches, want 1", path, len(ps))
+	}
+	return ps[0]
 }
