@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -31,7 +32,27 @@ type Options struct {
 	Keep       bool          // keep the VM of the (single) run alive until ctx ends
 	GuestBin   string        // prebuilt pbguest; empty: build it from this module
 	Progress   io.Writer
+
+	// Shard runs only slice Shard.Index of Shard.Count of the plan (job j
+	// of Plan goes to shard j % Count); seeds are those of the whole plan.
+	Shard ShardSpec
+	// Only runs exactly these jobs instead of the plan (patchbay repro):
+	// each with its own index and seed. Runs and Shard do not apply.
+	Only []Job
+	// StopEarly stops scheduling runs once some variant's failure rate
+	// differs from the baseline's with Fisher p < StopEarlyAlpha, both
+	// with at least StopEarlyMinJudged judged runs.
+	StopEarly bool
+	// ExpectKernel maps a variant to the kernel key an earlier run used;
+	// when the case builds a different kernel now, a warning is logged.
+	ExpectKernel map[string]string
 }
+
+// Stop-early thresholds (see Options.StopEarly).
+const (
+	StopEarlyAlpha     = 0.05
+	StopEarlyMinJudged = 3
+)
 
 // Summary is what a run of a case produced: the input to every report.
 type Summary struct {
@@ -48,6 +69,21 @@ type Summary struct {
 	Workload  WorkloadSpec     `json:"workload"`
 	Variants  []VariantSummary `json:"variants"`
 	Dir       string           `json:"-"`
+
+	// PlannedRuns is --runs: runs per variant in the whole plan (0 for a
+	// rerun of chosen jobs).
+	PlannedRuns int `json:"planned_runs,omitempty"`
+	// Shard is "i/K" when this directory holds one shard of the plan; a
+	// merge of some but not all shards lists them, e.g. "0,2/4".
+	Shard string `json:"shard,omitempty"`
+	// StoppedEarly is set when --stop-early left planned runs out;
+	// StopReason says which variant, the counts and the p-value.
+	StoppedEarly bool   `json:"stopped_early,omitempty"`
+	StopReason   string `json:"stop_reason,omitempty"`
+	// ReproOf is the run directory that patchbay repro ran again.
+	ReproOf string `json:"repro_of,omitempty"`
+	// MergedFrom are the results directories patchbay merge joined.
+	MergedFrom []string `json:"merged_from,omitempty"`
 }
 
 // VariantSummary is one variant's kernel and runs.
@@ -70,42 +106,111 @@ func (v *VariantSummary) Counts() map[Outcome]int {
 	return c
 }
 
-// RunCase builds what the case needs and runs every selected variant.
+// selectJobs returns the variants of the session and the jobs to run: the
+// plan (Plan), one shard of it, or exactly opt.Only.
+func selectJobs(c *Case, opt Options) ([]string, []Job, error) {
+	names, err := c.SelectVariants(opt.Variants)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(opt.Only) > 0 {
+		if opt.Shard.Sharded() || opt.StopEarly {
+			return nil, nil, errors.New("a rerun of chosen jobs cannot be sharded or stopped early")
+		}
+		in := map[string]bool{}
+		for _, n := range names {
+			in[n] = true
+		}
+		used := map[string]bool{}
+		for _, j := range opt.Only {
+			if !in[j.Variant] {
+				return nil, nil, fmt.Errorf("%s: job %s: no variant %q selected (have %s)", c.File, j, j.Variant, strings.Join(names, ", "))
+			}
+			used[j.Variant] = true
+		}
+		if len(opt.Variants) == 0 {
+			// Only the variants that run, in the case's order.
+			var keep []string
+			for _, n := range names {
+				if used[n] {
+					keep = append(keep, n)
+				}
+			}
+			names = keep
+		}
+		return names, opt.Only, nil
+	}
+	if err := opt.Shard.Check(); err != nil {
+		return nil, nil, err
+	}
+	if opt.StopEarly {
+		if opt.Shard.Sharded() {
+			return nil, nil, errors.New("--stop-early decides on every run of the plan; a shard sees only its own: run it unsharded")
+		}
+		if c.Baseline == "" || !slices.Contains(names, c.Baseline) {
+			return nil, nil, fmt.Errorf("--stop-early compares against the baseline: select variant %q too", c.Baseline)
+		}
+	}
+	jobs := Plan(c, names, opt.Runs, opt.Seed)
+	if opt.Shard.Sharded() {
+		jobs = Shard(jobs, opt.Shard.Index, opt.Shard.Count)
+	}
+	return names, jobs, nil
+}
+
+// RunCase builds what the case needs and runs every selected job: the
+// plan of Plan (variants x runs), one shard of it, or opt.Only.
 func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	logf := func(format string, args ...any) {
 		if opt.Progress != nil {
 			fmt.Fprintf(opt.Progress, format+"\n", args...)
 		}
 	}
-	names := opt.Variants
-	if len(names) == 0 {
-		names = c.VariantNames()
-	}
-	for _, n := range names {
-		if _, ok := c.Variants[n]; !ok {
-			return nil, fmt.Errorf("%s: no variant %q (have %s)", c.File, n, strings.Join(c.VariantNames(), ", "))
-		}
-	}
 	if opt.Runs < 1 {
 		opt.Runs = 1
+	}
+	names, jobs, err := selectJobs(c, opt)
+	if err != nil {
+		return nil, err
 	}
 	if opt.Jobs < 1 {
 		opt.Jobs = DefaultJobs(c.VM.MemoryMB)
 	}
-	if opt.Keep && (opt.Runs != 1 || len(names) != 1) {
+	if opt.Keep && len(jobs) != 1 {
 		return nil, errors.New("--keep keeps one VM for debugging: use it with one --variant and --runs 1")
 	}
 	if opt.Duration > 0 {
 		c.Workload.Duration = Duration(opt.Duration)
 	}
 	start := time.Now()
-	dir := filepath.Join(opt.ResultsDir, c.Name, start.UTC().Format("20060102-150405"))
+	stamp := start.UTC().Format("20060102-150405")
+	if opt.Shard.Sharded() {
+		// Shards started in the same second on one host must not share a directory.
+		stamp += fmt.Sprintf("-shard%dof%d", opt.Shard.Index, opt.Shard.Count)
+	}
+	dir := filepath.Join(opt.ResultsDir, c.Name, stamp)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("results directory: %w", err)
 	}
 	sum := &Summary{
 		Case: c.Name, Question: strings.TrimSpace(c.Question), CaseFile: c.File, Baseline: c.Baseline,
-		Started: start.UTC(), Seed: opt.Seed, Workload: c.Workload, Dir: dir,
+		Started: start.UTC(), Seed: opt.Seed, Workload: c.Workload, Dir: dir, Shard: opt.Shard.String(),
+	}
+	if len(opt.Only) == 0 {
+		sum.PlannedRuns = opt.Runs
+	}
+	wanted := map[string]bool{}
+	for _, j := range jobs {
+		wanted[j.Variant] = true
+	}
+	if len(jobs) == 0 {
+		logf("shard %s has no jobs (%d variant(s) x %d run(s)): nothing to run", opt.Shard, len(names), opt.Runs)
+		for _, n := range names {
+			v := c.Variants[n]
+			sum.Variants = append(sum.Variants, VariantSummary{Name: n, Description: v.Description, Patches: v.Patches, Expect: v.Expect})
+		}
+		sum.Seconds = time.Since(start).Seconds()
+		return sum, nil
 	}
 
 	guestBin, err := ensureGuest(ctx, opt)
@@ -135,9 +240,16 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 		return nil, err
 	}
 	kb := &kernel.Builder{CacheDir: opt.CacheDir, Progress: opt.Progress}
+	byName := map[string]int{}
 	for i, n := range names {
 		v := c.Variants[n]
 		vs := VariantSummary{Name: n, Description: v.Description, Patches: v.Patches, Expect: v.Expect}
+		byName[n] = i
+		if !wanted[n] {
+			// No job of this shard runs it: do not pay for its kernel.
+			sum.Variants = append(sum.Variants, vs)
+			continue
+		}
 		k, err := kb.Build(ctx, specs[i])
 		if err != nil {
 			if ctx.Err() != nil {
@@ -146,6 +258,9 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 			// One variant's broken patch must not stop the others.
 			logf("variant %s: build failed: %v", n, err)
 			vs.BuildError = err.Error()
+		}
+		if want, ok := opt.ExpectKernel[n]; ok && k != nil && k.Key != want {
+			logf("warning: variant %s: the case builds kernel %s now, the run being repeated used %s (source, patches, fragments or compiler changed)", n, k.Key, want)
 		}
 		vs.Kernel = k
 		sum.Variants = append(sum.Variants, vs)
@@ -169,49 +284,127 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	sum.Image = img.Key
 
 	runner := &Runner{Case: c, Image: img, GuestBin: guestBin, Accel: sum.Accel, ResultsDir: dir, Progress: opt.Progress, Keep: opt.Keep}
-	// Interleave variants (run 0 of each, then run 1, ...) so a stopped
-	// session still has comparable evidence for every variant.
-	type job struct{ variant, index int }
-	var jobs []job
-	for k := 0; k < opt.Runs; k++ {
-		for i := range sum.Variants {
-			if sum.Variants[i].Kernel != nil {
-				jobs = append(jobs, job{i, k})
-			}
+	// Jobs of variants without a kernel cannot run.
+	var todo []int
+	for j, job := range jobs {
+		if sum.Variants[byName[job.Variant]].Kernel != nil {
+			todo = append(todo, j)
 		}
 	}
-	records := make([]*RunRecord, len(jobs))
-	errs := make([]error, len(jobs))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for w := 0; w < max(opt.Jobs, 1); w++ {
+	var stop func([]*RunRecord) string
+	if opt.StopEarly {
+		stop = func(recs []*RunRecord) string { return stopEarlyReason(c.Baseline, recs) }
+	}
+	res := schedule(ctx, len(todo), opt.Jobs, func(i int) (*RunRecord, error) {
+		job := jobs[todo[i]]
+		v := &sum.Variants[byName[job.Variant]]
+		logf("[run] %s #%d (seed %d): booting %s", v.Name, job.Index, job.Seed, v.Kernel.Release)
+		return runner.RunOne(ctx, v.Name, job.Index, job.Seed, v.Kernel)
+	}, stop)
+	if res.stopped != "" {
+		logf("stop early: %s", res.stopped)
+	}
+	done := 0
+	for _, rec := range res.records {
+		if rec != nil {
+			v := &sum.Variants[byName[rec.Variant]]
+			v.Runs = append(v.Runs, rec)
+			done++
+		}
+	}
+	if res.stopped != "" && res.started < len(todo) {
+		sum.StoppedEarly = true
+		sum.StopReason = fmt.Sprintf("%s; %d of %d planned runs done", res.stopped, done, len(todo))
+	}
+	sum.Seconds = time.Since(start).Seconds()
+	return sum, errors.Join(res.errs...)
+}
+
+// scheduled is what schedule did.
+type scheduled struct {
+	records []*RunRecord // by job, nil for jobs not run
+	errs    []error
+	started int    // jobs handed out
+	stopped string // why stop asked to stop, or ""
+}
+
+// schedule runs jobs 0..n-1 in order on up to workers goroutines. After
+// each run, stop (when not nil) sees every record so far; once it gives a
+// reason no further job is handed out (running ones finish). A cancelled
+// ctx also stops handing out jobs.
+func schedule(ctx context.Context, n, workers int, run func(i int) (*RunRecord, error), stop func([]*RunRecord) string) scheduled {
+	res := scheduled{records: make([]*RunRecord, n), errs: make([]error, n)}
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	for w := 0; w < max(workers, 1); w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range next {
-				v := &sum.Variants[jobs[j].variant]
-				k := jobs[j].index
-				logf("[run] %s #%d (seed %d): booting %s", v.Name, k, opt.Seed+uint64(k), v.Kernel.Release)
-				records[j], errs[j] = runner.RunOne(ctx, v.Name, k, opt.Seed+uint64(k), v.Kernel)
+			for {
+				mu.Lock()
+				if res.started >= n || res.stopped != "" || ctx.Err() != nil {
+					mu.Unlock()
+					return
+				}
+				i := res.started
+				res.started++
+				mu.Unlock()
+				rec, err := run(i)
+				mu.Lock()
+				res.records[i], res.errs[i] = rec, err
+				if stop != nil && res.stopped == "" {
+					res.stopped = stop(res.records)
+				}
+				mu.Unlock()
 			}
 		}()
 	}
-	for j := range jobs {
-		if ctx.Err() != nil {
-			break
-		}
-		next <- j
-	}
-	close(next)
 	wg.Wait()
-	for j, rec := range records {
-		if rec != nil {
-			v := &sum.Variants[jobs[j].variant]
-			v.Runs = append(v.Runs, rec)
+	return res
+}
+
+// stopEarlyReason says why to stop scheduling runs, or "": some variant's
+// failures/passes differ from the baseline's with Fisher p < StopEarlyAlpha,
+// both having at least StopEarlyMinJudged judged runs. Looking again after
+// every run inflates the error rate beyond alpha: this saves VM time when
+// the answer is plain; it is not a substitute for a planned number of runs.
+func stopEarlyReason(baseline string, records []*RunRecord) string {
+	type tally struct{ judged, failures int }
+	per := map[string]*tally{}
+	var order []string
+	for _, r := range records {
+		if r == nil || !IsJudged(r.Outcome) {
+			continue
+		}
+		t := per[r.Variant]
+		if t == nil {
+			t = &tally{}
+			per[r.Variant] = t
+			order = append(order, r.Variant)
+		}
+		t.judged++
+		if IsFailure(r.Outcome) {
+			t.failures++
 		}
 	}
-	sum.Seconds = time.Since(start).Seconds()
-	return sum, errors.Join(errs...)
+	b := per[baseline]
+	if b == nil || b.judged < StopEarlyMinJudged {
+		return ""
+	}
+	for _, name := range order {
+		v := per[name]
+		if name == baseline || v.judged < StopEarlyMinJudged {
+			continue
+		}
+		p := FisherExact(v.failures, v.judged-v.failures, b.failures, b.judged-b.failures)
+		if p < StopEarlyAlpha {
+			return fmt.Sprintf("%s failed %d/%d runs vs baseline %s %d/%d: Fisher p=%.2g < %g",
+				name, v.failures, v.judged, baseline, b.failures, b.judged, p, StopEarlyAlpha)
+		}
+	}
+	return ""
 }
 
 // DefaultJobs is how many VMs to run at once: one per two cores (a TCG
@@ -316,13 +509,10 @@ func (c *Case) KernelSpecs(names []string) ([]kernel.Spec, error) {
 	}
 	var specs []kernel.Spec
 	for _, n := range names {
-		v, ok := c.Variants[n]
-		if !ok {
-			return nil, fmt.Errorf("%s: no variant %q (have %s)", c.File, n, strings.Join(c.VariantNames(), ", "))
-		}
-		var patches []string
-		for _, p := range v.Patches {
-			patches = append(patches, c.Path(p))
+		// base/drop/replace/add expanded; mbox members as FILE#N.
+		patches, err := c.PatchStack(n)
+		if err != nil {
+			return nil, err
 		}
 		specs = append(specs, kernel.Spec{Name: n, Source: src, Fragments: frags, Patches: patches})
 	}

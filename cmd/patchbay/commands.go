@@ -35,7 +35,8 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("cache", harness.DefaultCacheDir(), "cache for kernels, images and ccache (outside the repository; $PATCHBAY_CACHE)")
-	root.AddCommand(newImageCommand(), newRunCommand(), newReportCommand(), newSSHCommand(), newConsoleCommand(), newBenchCommand(), newBuildCommand(), newTriageCommand())
+	root.AddCommand(newImageCommand(), newRunCommand(), newReportCommand(), newSSHCommand(), newConsoleCommand(), withVariantBench(newBenchCommand()), newCacheCommand(), newBuildCommand(), newTriageCommand(),
+		newPlanCommand(), newMergeCommand(), newReproCommand())
 	return root
 }
 

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"path/filepath"
 
@@ -13,6 +15,7 @@ import (
 
 func newRunCommand() *cobra.Command {
 	var opt harness.Options
+	var shard string
 	cmd := &cobra.Command{
 		Use:   "run CASE",
 		Short: "Build, boot and run every variant of a case, then report them side by side",
@@ -20,10 +23,29 @@ func newRunCommand() *cobra.Command {
 workload over SSH, judges each run against the variant's expectations and
 writes results/<case>/<timestamp>/ with summary.json and summary.md.
 
+Run k of every variant uses seed+k. --shard i/K runs only the jobs of shard i
+(job j of the plan that 'patchbay plan' prints goes to shard j % K), each with
+the seed the unsharded run gives it; 'patchbay merge' joins the shards' results.
+
+--stop-early stops scheduling runs once some variant's failure rate differs
+from the baseline's (Fisher exact p < 0.05, at least 3 judged runs each) and
+records stopped_early and the reason in summary.json. It looks after every
+run, so its p-value is optimistic: it saves VM time when the answer is plain.
+
 Exit status: 0 when every run passed its expectations, 1 when a run failed,
 crashed or hung, 2 when the harness or the host failed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if shard != "" {
+				spec, err := harness.ParseShard(shard)
+				if err != nil {
+					return fmt.Errorf("--shard: %w", err)
+				}
+				if !cmd.Flags().Changed("seed") {
+					return errors.New("--shard needs an explicit --seed: every shard must give run k the seed the whole plan gives it (seed+k), and each shard would otherwise pick its own random seed")
+				}
+				opt.Shard = spec
+			}
 			c, err := harness.LoadCase(args[0])
 			if err != nil {
 				return err
@@ -39,6 +61,7 @@ crashed or hung, 2 when the harness or the host failed.`,
 					err = werr
 				}
 				fmt.Fprint(cmd.OutOrStdout(), report.Markdown(sum))
+				printSessionNotes(cmd.OutOrStdout(), sum)
 				fmt.Fprintf(cmd.OutOrStdout(), "\nresults: %s\n", sum.Dir)
 			}
 			if err != nil {
@@ -57,7 +80,23 @@ crashed or hung, 2 when the harness or the host failed.`,
 	f.IntVarP(&opt.Jobs, "jobs", "j", 0, "VMs to run at once (default: one per 2 cores and 1.5 GiB of memory)")
 	f.StringVar(&opt.ResultsDir, "results", "results", "results root directory")
 	f.StringVar(&opt.GuestBin, "guest-bin", "", "prebuilt static pbguest (default: build from this source tree)")
+	f.StringVar(&shard, "shard", "", "run only shard i of K (0-based, e.g. 0/4) of the plan; needs --seed (see patchbay plan, patchbay merge)")
+	f.BoolVar(&opt.StopEarly, "stop-early", false, "stop scheduling runs once a variant's failure rate differs from the baseline's (Fisher p < 0.05, >= 3 judged runs each)")
 	return cmd
+}
+
+// printSessionNotes says what summary.md does not: that the session was
+// one shard, stopped early, or reran a run.
+func printSessionNotes(w io.Writer, sum *harness.Summary) {
+	if sum.Shard != "" {
+		fmt.Fprintf(w, "\nshard %s of the plan: join the shards' results with patchbay merge OUT DIR...\n", sum.Shard)
+	}
+	if sum.StoppedEarly {
+		fmt.Fprintf(w, "\nstopped early: %s\n", sum.StopReason)
+	}
+	if sum.ReproOf != "" {
+		fmt.Fprintf(w, "\nrerun of %s\n", sum.ReproOf)
+	}
 }
 
 // verdictError maps the runs' outcomes onto the exit status.
