@@ -163,7 +163,9 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 	rec.BootSecs = time.Since(rec.Started).Seconds()
 	r.logf("%s #%d: booted in %.1fs (%s)", rec.Variant, rec.Index, rec.BootSecs, r.Accel)
 
-	g := &guest{m: m, dir: dir, before: r.BeforePhase}
+	g := &guest{m: m, dir: dir, before: r.BeforePhase, logf: func(format string, args ...any) {
+		r.logf("%s #%d +%s: %s", rec.Variant, rec.Index, time.Since(rec.Started).Round(time.Second), fmt.Sprintf(format, args...))
+	}}
 	defer func() {
 		if g.saveErr != nil && st.Infra == "" {
 			st.Infra = "writing results: " + g.saveErr.Error()
@@ -225,7 +227,8 @@ type guest struct {
 	m       *vm.Machine
 	dir     string
 	before  func(ctx context.Context, phase string, m *vm.Machine) error
-	saveErr error // first failure to write evidence: the host's fault
+	logf    func(format string, args ...any) // progress, prefixed with the run
+	saveErr error                            // first failure to write evidence: the host's fault
 }
 
 // save writes evidence into the run directory, remembering the first error.
@@ -247,6 +250,9 @@ func (g *guest) saveJSON(name string, v any) error {
 
 // phase writes a marker to the kernel log so findings can be placed.
 func (g *guest) phase(ctx context.Context, name string) error {
+	if g.logf != nil {
+		g.logf("phase %s", name)
+	}
 	mctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if _, err := g.m.Output(mctx, fmt.Sprintf("echo 'patchbay: phase %s' > /dev/kmsg", name)); err != nil {

@@ -298,7 +298,7 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	res := schedule(ctx, len(todo), opt.Jobs, func(i int) (*RunRecord, error) {
 		job := jobs[todo[i]]
 		v := &sum.Variants[byName[job.Variant]]
-		logf("[run] %s #%d (seed %d): booting %s", v.Name, job.Index, job.Seed, v.Kernel.Release)
+		logf("[run %d/%d] %s #%d (seed %d): booting %s", i+1, len(todo), v.Name, job.Index, job.Seed, v.Kernel.Release)
 		return runner.RunOne(ctx, v.Name, job.Index, job.Seed, v.Kernel)
 	}, stop)
 	if res.stopped != "" {
