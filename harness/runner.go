@@ -50,6 +50,8 @@ type Runner struct {
 	// Keep leaves each run's VM running after it is judged, until ctx
 	// ends, for `patchbay ssh` and `patchbay console`.
 	Keep bool
+	// Phases adds a progress line as each phase of a run begins.
+	Phases bool
 }
 
 // RunOne runs variant's run number index with the given seed and kernel.
@@ -163,9 +165,12 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 	rec.BootSecs = time.Since(rec.Started).Seconds()
 	r.logf("%s #%d: booted in %.1fs (%s)", rec.Variant, rec.Index, rec.BootSecs, r.Accel)
 
-	g := &guest{m: m, dir: dir, before: r.BeforePhase, logf: func(format string, args ...any) {
-		r.logf("%s #%d +%s: %s", rec.Variant, rec.Index, time.Since(rec.Started).Round(time.Second), fmt.Sprintf(format, args...))
-	}}
+	g := &guest{m: m, dir: dir, before: r.BeforePhase}
+	if r.Phases {
+		g.logf = func(format string, args ...any) {
+			r.logf("%s #%d +%s: %s", rec.Variant, rec.Index, time.Since(rec.Started).Round(time.Second), fmt.Sprintf(format, args...))
+		}
+	}
 	defer func() {
 		if g.saveErr != nil && st.Infra == "" {
 			st.Infra = "writing results: " + g.saveErr.Error()

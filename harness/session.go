@@ -30,6 +30,7 @@ type Options struct {
 	Accel      string        // auto, kvm or tcg
 	Jobs       int           // VMs at once; 0 means DefaultJobs
 	Keep       bool          // keep the VM of the (single) run alive until ctx ends
+	Phases     bool          // progress shows each run's phases, not only its start and outcome
 	GuestBin   string        // prebuilt pbguest; empty: build it from this module
 	Progress   io.Writer
 
@@ -283,7 +284,7 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	}
 	sum.Image = img.Key
 
-	runner := &Runner{Case: c, Image: img, GuestBin: guestBin, Accel: sum.Accel, ResultsDir: dir, Progress: opt.Progress, Keep: opt.Keep}
+	runner := &Runner{Case: c, Image: img, GuestBin: guestBin, Accel: sum.Accel, ResultsDir: dir, Progress: opt.Progress, Keep: opt.Keep, Phases: opt.Phases}
 	// Jobs of variants without a kernel cannot run.
 	var todo []int
 	for j, job := range jobs {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -55,6 +56,9 @@ crashed or hung, 2 when the harness or the host failed.`,
 				opt.Seed = rand.Uint64() >> 16
 			}
 			opt.Progress = cmd.ErrOrStderr()
+			// Phase lines help someone watching; in a CI log the start and
+			// outcome of each run are enough.
+			opt.Phases = isTerminal(cmd.ErrOrStderr())
 			sum, err := harness.RunCase(cmd.Context(), c, opt)
 			if sum != nil {
 				if werr := report.Write(sum.Dir, sum); werr != nil && err == nil {
@@ -123,4 +127,14 @@ func verdictError(sum *harness.Summary) error {
 		return &exitError{1, fmt.Errorf("%d run(s) or build(s) did not meet their expectations (see %s)", bad, filepath.Join(sum.Dir, "summary.md"))}
 	}
 	return nil
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
