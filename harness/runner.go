@@ -16,6 +16,7 @@ import (
 	"patchbay/images"
 	"patchbay/kernel"
 	"patchbay/triage"
+	"patchbay/triage/symbolize"
 	"patchbay/vm"
 )
 
@@ -143,7 +144,7 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 		if err := m.ConsoleError(); err != nil {
 			st.Infra = "console.log: " + err.Error()
 		}
-		r.triage(rec, dir, m.Console())
+		r.triage(ctx, rec, dir, m.Console(), k.Vmlinux)
 	}()
 
 	bootCtx, cancel := context.WithTimeout(ctx, c.VM.BootTimeout.D())
@@ -211,7 +212,7 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 
 // triage parses the console (it survives a dead SSH) and dmesg, keeping the
 // first occurrence of each distinct finding.
-func (r *Runner) triage(rec *RunRecord, dir string, console []byte) {
+func (r *Runner) triage(ctx context.Context, rec *RunRecord, dir string, console []byte, vmlinux string) {
 	findings := triage.Parse(console)
 	if dmesg, err := os.ReadFile(filepath.Join(dir, "dmesg.txt")); err == nil {
 		seen := map[string]bool{}
@@ -225,6 +226,28 @@ func (r *Runner) triage(rec *RunRecord, dir string, console []byte) {
 		}
 	}
 	rec.Findings = findings
+	symbolizeFindings(ctx, rec, vmlinux)
+}
+
+// symbolizeFindings adds file:line to the findings' stack frames when the
+// kernel was built with debug info; without it there is nothing to add, and
+// a failure only costs the annotation, never the finding.
+func symbolizeFindings(ctx context.Context, rec *RunRecord, vmlinux string) {
+	if len(rec.Findings) == 0 || vmlinux == "" || !symbolize.Available() {
+		return
+	}
+	s, err := symbolize.New(vmlinux)
+	if err != nil {
+		return
+	}
+	if ctx.Err() != nil {
+		ctx = context.Background() // an interrupted run still deserves its report
+	}
+	for i := range rec.Findings {
+		if out, err := s.Report(ctx, rec.Findings[i].Report); err == nil {
+			rec.Findings[i].Report = out
+		}
+	}
 }
 
 // guest wraps the machine with the run's logging conventions.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"patchbay/triage"
+	"patchbay/triage/symbolize"
 )
 
 // triagedFile is one input's findings, as printed with --json.
@@ -19,6 +21,7 @@ type triagedFile struct {
 
 func newTriageCommand() *cobra.Command {
 	var asJSON, full bool
+	var vmlinux string
 	cmd := &cobra.Command{
 		Use:   "triage FILE...",
 		Short: "Find crashes, lockdep reports, hangs and ext4 errors in console or dmesg text (- for stdin)",
@@ -37,6 +40,11 @@ finding is present, so it can gate a script.`,
 					return err
 				}
 				f := triagedFile{File: name, Findings: triage.Parse(data)}
+				if vmlinux != "" {
+					if err := symbolizeAll(cmd.Context(), vmlinux, f.Findings); err != nil {
+						return err
+					}
+				}
 				for _, x := range f.Findings {
 					if x.Severe() {
 						severe++
@@ -64,6 +72,7 @@ finding is present, so it can gate a script.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the findings as JSON")
 	cmd.Flags().BoolVar(&full, "report", false, "print each finding's whole report text")
+	cmd.Flags().StringVar(&vmlinux, "vmlinux", "", "the kernel's vmlinux with debug info: add file:line to stack frames")
 	return cmd
 }
 
@@ -106,4 +115,19 @@ func printFindings(w io.Writer, f triagedFile, full bool) {
 			fmt.Fprintf(w, "%s\n\n", x.Report)
 		}
 	}
+}
+
+func symbolizeAll(ctx context.Context, vmlinux string, findings []triage.Finding) error {
+	s, err := symbolize.New(vmlinux)
+	if err != nil {
+		return err
+	}
+	for i := range findings {
+		out, err := s.Report(ctx, findings[i].Report)
+		if err != nil {
+			return err
+		}
+		findings[i].Report = out
+	}
+	return nil
 }
