@@ -58,7 +58,14 @@ func newCaptureEnv(t *testing.T) *captureEnv {
 // kernel builds (or finds cached) the case's base kernel with patches on top.
 func (e *captureEnv) kernel(t *testing.T, name string, patches ...string) *kernel.Artifact {
 	t.Helper()
-	key := fmt.Sprint(patches)
+	return e.kernelWith(t, name, nil, patches...)
+}
+
+// kernelWith is kernel with more kconfig fragments (paths relative to the
+// case directory) after the case's own: a separate base tree.
+func (e *captureEnv) kernelWith(t *testing.T, name string, fragments []string, patches ...string) *kernel.Artifact {
+	t.Helper()
+	key := fmt.Sprint(fragments, patches)
 	if k := e.kernels[key]; k != nil {
 		return k
 	}
@@ -68,6 +75,10 @@ func (e *captureEnv) kernel(t *testing.T, name string, patches ...string) *kerne
 	}
 	spec := specs[0]
 	spec.Name, spec.Patches = name, patches
+	spec.Fragments = append([]string(nil), spec.Fragments...)
+	for _, f := range fragments {
+		spec.Fragments = append(spec.Fragments, e.c.Path(f))
+	}
 	k, err := (&kernel.Builder{CacheDir: DefaultCacheDir(), Progress: captureProgress{t}}).Build(e.ctx, spec)
 	if err != nil {
 		t.Fatal(err)
@@ -258,3 +269,52 @@ func TestCaptureStock(t *testing.T) {
 		t.Run(cp.file, func(t *testing.T) { e.run(t, k, cp) })
 	}
 }
+
+// TestCaptureKASAN boots the case's kernel plus kconfig/kasan.config (KASAN
+// generic inline, UBSAN bounds and shift, KFENCE) once per LKDTM type that
+// those detectors catch: KASAN reports only its first bug per boot.
+func TestCaptureKASAN(t *testing.T) {
+	e := newCaptureEnv(t)
+	k := e.kernelWith(t, "kasan", []string{"../../kconfig/kasan.config"})
+	types := []struct {
+		tool   string // the raw file is <tool>-lkdtm-<name>.txt
+		name   string
+		wait   time.Duration
+		expect string
+	}{
+		{"kasan", "SLAB_LINEAR_OVERFLOW", 10 * time.Second, "BUG: KASAN: slab-out-of-bounds"},
+		{"kasan", "READ_AFTER_FREE", 10 * time.Second, "BUG: KASAN: slab-use-after-free"},
+		{"kasan", "WRITE_AFTER_FREE", 10 * time.Second, "BUG: KASAN: slab-use-after-free"},
+		{"kasan", "SLAB_FREE_DOUBLE", 10 * time.Second, "BUG: KASAN: double-free"},
+		// KASAN leaves KFENCE's objects alone; LKDTM allocates until it
+		// gets one (up to 100 sample intervals, 10 s by default).
+		{"kfence", "KFENCE_READ_AFTER_FREE", 25 * time.Second, "BUG: KFENCE: use-after-free"},
+		{"ubsan", "ARRAY_BOUNDS", 10 * time.Second, "UBSAN: array-index-out-of-bounds"},
+	}
+	for _, tt := range types {
+		t.Run(tt.name, func(t *testing.T) {
+			e.run(t, k, capture{
+				file: tt.tool + "-lkdtm-" + tt.name, wait: tt.wait, expect: tt.expect,
+				script: fmt.Sprintf("echo %s > /sys/kernel/debug/provoke-crash/DIRECT", tt.name),
+			})
+		})
+	}
+	// What LKDTM has no type for: the test-only sanitize patch.
+	patch, err := filepath.Abs(sanitizePatch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := e.kernelWith(t, "kasan-sanitize", []string{"../../kconfig/kasan.config"}, patch)
+	for _, kw := range []string{"ubsan-shift", "kasan-global", "kasan-stack"} {
+		t.Run(kw, func(t *testing.T) {
+			e.run(t, ks, capture{
+				file: "sanitize-" + kw, wait: 10 * time.Second, expect: "patchbay-sanitize: " + kw,
+				script: fmt.Sprintf("echo %s > /sys/kernel/debug/patchbay-sanitize", kw),
+			})
+		})
+	}
+}
+
+// sanitizePatch is the test-only kernel patch behind
+// /sys/kernel/debug/patchbay-sanitize.
+const sanitizePatch = "../triage/testdata/patches/0002-patchbay-sanitize.patch"
