@@ -187,6 +187,7 @@ func TestCaptureLKDTM(t *testing.T) {
 		{"SOFTLOCKUP", "", 25 * time.Second},
 		{"EXCEPTION", "oops=panic", 5 * time.Second},
 		{"UNSET_SMEP", "", 5 * time.Second},
+		{"WRITE_RO", "", 5 * time.Second},
 	}
 	for _, tt := range types {
 		name := tt.name
