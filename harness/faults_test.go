@@ -144,6 +144,15 @@ func TestFaults(t *testing.T) {
 		}
 	})
 
+	t.Run("guest reset is a crash", func(t *testing.T) {
+		rec := runFault(t, ctx, e, "workload", func(ctx context.Context, m *vm.Machine) error {
+			return later(2*time.Second, func() { m.Output(ctx, "echo b > /proc/sysrq-trigger") })
+		}, 2*time.Minute)
+		if rec.Outcome != Crash || !strings.Contains(strings.Join(rec.Reasons, " "), "unexpected reboot") {
+			t.Fatalf("outcome %s %v, want crash: unexpected reboot", rec.Outcome, rec.Reasons)
+		}
+	})
+
 	t.Run("stopped QEMU is a hang", func(t *testing.T) {
 		rec := runFault(t, ctx, e, "workload", func(ctx context.Context, m *vm.Machine) error {
 			return later(time.Second, func() { syscall.Kill(m.Pid(), syscall.SIGSTOP) })

@@ -327,6 +327,10 @@ func (g *guest) lost(ctx context.Context, st RunStatus, err error) RunStatus {
 	// panic (and the console to receive the rest of a splat).
 	select {
 	case <-g.m.Exited():
+		if g.m.GuestReset() {
+			st.Rebooted = true
+			return st
+		}
 		st.VMDied = "QEMU exited mid-run: " + err.Error()
 		return st
 	case <-g.m.Halted():

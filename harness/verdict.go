@@ -14,6 +14,7 @@ type RunStatus struct {
 	Timeout     string // a phase overran its deadline with the VM alive
 	VMDied      string // QEMU went away or SSH was lost mid-run
 	Panicked    bool   // QEMU reported GUEST_PANICKED (pvpanic)
+	Rebooted    bool   // the guest reset itself mid-run (QMP SHUTDOWN reason guest-reset)
 	Setup       string // the case's setup did not take effect (e.g. +j not set)
 	Incomplete  string // a workload or verify step produced no result
 }
@@ -65,6 +66,11 @@ func Judge(rec *RunRecord, st RunStatus, exp Expectation) {
 		// pvpanic is the kernel's own word that it panicked, even when the
 		// console text was not recognized.
 		set(Crash, "guest panicked (pvpanic) without a recognized report on the console")
+		return
+	case st.Rebooted:
+		// Nothing in a run asks the guest to reboot: a reset mid-run is the
+		// kernel's doing (reboot from a bug, a triple fault).
+		set(Crash, "unexpected reboot: the guest reset itself mid-run")
 		return
 	case len(hangs) > 0:
 		set(Hang, hangs...)

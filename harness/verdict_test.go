@@ -60,6 +60,7 @@ func TestJudge(t *testing.T) {
 			r.Findings = []triage.Finding{{Kind: "panic", Title: "kernel panic: VFS: Unable to mount root fs on unknown-block"}}
 		}, RunStatus{Boot: "kernel panicked during boot", Panicked: true}, BootError, "Unable to mount root fs"},
 		{"pvpanic without a recognized report", nil, RunStatus{Panicked: true}, Crash, "pvpanic"},
+		{"guest reset mid-run", nil, RunStatus{Rebooted: true}, Crash, "unexpected reboot"},
 		{"pvpanic with a report names it", func(r *RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{Panicked: true}, Crash, "WARNING in ext4_move_extents"},
 		{"qemu missing", nil, RunStatus{Infra: "qemu-system-x86_64 not found"}, InfraError, "not found"},
 		{"infra beats findings", func(r *RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{Infra: "disk full"}, InfraError, ""},

@@ -62,12 +62,13 @@ type Machine struct {
 	waitErr error
 	halted  chan struct{} // closed on GUEST_PANICKED: the guest will not answer again
 
-	mu       sync.Mutex
-	events   []string
-	panicked bool
-	ioError  bool
-	client   *ssh.Client
-	closed   bool
+	mu         sync.Mutex
+	events     []string
+	panicked   bool
+	ioError    bool
+	guestReset bool
+	client     *ssh.Client
+	closed     bool
 }
 
 // baseCmdline is what every guest needs: serial console, the image's root and
@@ -236,6 +237,10 @@ func (m *Machine) connectQMP(ctx context.Context, sock string) error {
 			if ev.Event == "BLOCK_IO_ERROR" {
 				m.ioError = true
 			}
+			// With -no-reboot a guest reset ends QEMU; SHUTDOWN says why.
+			if ev.Event == "SHUTDOWN" && ev.Data["guest"] == true && ev.Data["reason"] == "guest-reset" {
+				m.guestReset = true
+			}
 			if ev.Event == "GUEST_PANICKED" && !m.panicked {
 				m.panicked = true
 				close(m.halted)
@@ -280,6 +285,14 @@ func (m *Machine) Status() (string, error) {
 		return "", err
 	}
 	return resp.Return.Status, nil
+}
+
+// GuestReset reports whether the guest reset itself (a reboot, a triple
+// fault): with -no-reboot that ends QEMU, and QMP's SHUTDOWN says so.
+func (m *Machine) GuestReset() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.guestReset
 }
 
 // IOError reports whether QEMU failed to read or write a disk image on the
