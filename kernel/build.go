@@ -272,7 +272,7 @@ func (b *Builder) buildBase(ctx context.Context, log *stepLog, spec Spec, src So
 	if free, err := freeBytes(root); err == nil && free < baseBuildSpace {
 		return fail(&NoSpaceError{Dir: b.CacheDir, Free: free, Need: baseBuildSpace, What: "building the base kernel"})
 	}
-	log.step("building base kernel (from clean: ~17 min on 2 cores; ccache makes rebuilds fast)")
+	log.step("building base kernel (from clean: ~7-10 min on 2 cores without KVM; ccache makes rebuilds fast)")
 	if err := b.make(ctx, tree, logPath, "bzImage"); err != nil {
 		return fail(err)
 	}

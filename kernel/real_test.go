@@ -12,7 +12,7 @@ import (
 
 // realBase returns a Builder on the user's cache and the spec of the
 // shipped case's base kernel, or skips when that base is not built (a
-// from-scratch build takes 17 minutes; `patchbay build cases/ext4-journal-defrag`).
+// from-scratch build takes 7-10 minutes here; `patchbay build cases/ext4-journal-defrag`).
 func realBase(t *testing.T) (*Builder, Spec, string) {
 	t.Helper()
 	if testing.Short() {
