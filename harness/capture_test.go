@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
 	"patchbay/images"
 	"patchbay/kernel"
+	"patchbay/triage"
+	"patchbay/triage/symbolize"
 	"patchbay/vm"
 )
 
@@ -319,3 +322,42 @@ func TestCaptureKASAN(t *testing.T) {
 // sanitizePatch is the test-only kernel patch behind
 // /sys/kernel/debug/patchbay-sanitize.
 const sanitizePatch = "../triage/testdata/patches/0002-patchbay-sanitize.patch"
+
+// TestCaptureSymbolized boots a kernel with kconfig/debuginfo.config,
+// provokes an LKDTM WARNING and checks that triage/symbolize turns its
+// frames into file:line of the real source (drivers/misc/lkdtm/bugs.c).
+func TestCaptureSymbolized(t *testing.T) {
+	e := newCaptureEnv(t)
+	k := e.kernelWith(t, "debuginfo", []string{"../../kconfig/debuginfo.config"})
+	e.run(t, k, capture{
+		file: "debuginfo-lkdtm-WARNING", wait: 5 * time.Second, expect: "lkdtm",
+		script: "echo WARNING > /sys/kernel/debug/provoke-crash/DIRECT",
+	})
+	console, err := os.ReadFile(filepath.Join(captureDir, "debuginfo-lkdtm-WARNING.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	findings := triage.Parse(console)
+	if len(findings) == 0 || findings[0].Title != "WARNING in lkdtm_WARNING" {
+		t.Fatalf("findings %+v", findings)
+	}
+	s, err := symbolize.New(k.Vmlinux)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.Report(e.ctx, findings[0].Report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("symbolized report:\n%s", out)
+	rip := regexp.MustCompile(`RIP: 0010:lkdtm_WARNING\+0x[0-9a-f]+/0x[0-9a-f]+ drivers/misc/lkdtm/bugs\.c:\d+`)
+	if !rip.MatchString(out) {
+		t.Errorf("RIP line not symbolized to drivers/misc/lkdtm/bugs.c")
+	}
+	// The WARNING header names the WARN site itself; its annotation must
+	// agree with the file:line the kernel printed.
+	hdr := regexp.MustCompile(`at (drivers/misc/lkdtm/bugs\.c:\d+) lkdtm_WARNING\+0x[0-9a-f]+/0x[0-9a-f]+ (\S+)`).FindStringSubmatch(out)
+	if hdr == nil || hdr[1] != hdr[2] {
+		t.Errorf("WARNING header annotation %v disagrees with the kernel's own file:line", hdr)
+	}
+}

@@ -81,8 +81,9 @@ func (s *Symbolizer) Report(ctx context.Context, report string) (string, error) 
 		}
 		addr := base + off
 		// A call trace holds return addresses: the call is the byte
-		// before. The RIP line is the faulting instruction itself.
-		if !strings.Contains(l, "RIP:") && off > 0 {
+		// before. RIP and the WARNING header name the instruction itself.
+		exact := strings.Contains(l, "RIP:") || strings.Contains(l, "WARNING: CPU:")
+		if !exact && off > 0 {
 			addr--
 		}
 		sites = append(sites, site{i, addr})
