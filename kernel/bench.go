@@ -35,15 +35,7 @@ func (b *Builder) BenchVariant(ctx context.Context, spec Spec, file string) (*Va
 	if _, err := b.Build(ctx, spec); err != nil {
 		return nil, fmt.Errorf("bench: the base variant: %w", err)
 	}
-	_, srcID, err := spec.Source.resolve(ctx)
-	if err != nil {
-		return nil, err
-	}
-	compiler, err := compilerVersion(ctx)
-	if err != nil {
-		return nil, err
-	}
-	baseKey, err := treeKey(srcID, compiler, b.cc(), spec.Fragments)
+	_, _, _, baseKey, err := b.baseIdentity(ctx, spec)
 	if err != nil {
 		return nil, err
 	}

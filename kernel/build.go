@@ -78,17 +78,24 @@ func (b *Builder) Build(ctx context.Context, spec Spec) (*Artifact, error) {
 	return a, nil
 }
 
+// baseIdentity resolves the source and computes the key of the base tree
+// that spec builds on: source identity, compiler, CC and fragments.
+func (b *Builder) baseIdentity(ctx context.Context, spec Spec) (src Source, srcID, compiler, baseKey string, err error) {
+	src, srcID, err = spec.Source.resolve(ctx)
+	if err != nil {
+		return
+	}
+	compiler, err = compilerVersion(ctx)
+	if err != nil {
+		return
+	}
+	baseKey, err = treeKey(srcID, compiler, b.cc(), spec.Fragments)
+	return
+}
+
 func (b *Builder) build(ctx context.Context, spec Spec) (*Artifact, error) {
 	log := &stepLog{w: b.Progress, name: spec.Name, start: time.Now()}
-	src, srcID, err := spec.Source.resolve(ctx)
-	if err != nil {
-		return nil, err
-	}
-	compiler, err := compilerVersion(ctx)
-	if err != nil {
-		return nil, err
-	}
-	baseKey, err := treeKey(srcID, compiler, b.cc(), spec.Fragments)
+	src, srcID, compiler, baseKey, err := b.baseIdentity(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
