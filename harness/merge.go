@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -35,6 +36,8 @@ func Merge(parts []*Summary) (*Summary, error) {
 			return nil, fmt.Errorf("merge: %s ran seed %d but %s ran seed %d: runs of different seeds are different experiments", first.Dir, first.Seed, p.Dir, p.Seed)
 		case p.Workload != first.Workload:
 			return nil, fmt.Errorf("merge: %s and %s ran different workloads (%+v vs %+v): was --duration the same?", first.Dir, p.Dir, first.Workload, p.Workload)
+		case !maps.Equal(p.Inputs, first.Inputs):
+			return nil, fmt.Errorf("merge: %s and %s ran with different case inputs (%v vs %v)", first.Dir, p.Dir, first.Inputs, p.Inputs)
 		case p.Image != "" && first.Image != "" && p.Image != first.Image:
 			return nil, fmt.Errorf("merge: %s used guest image %s but %s used %s", first.Dir, first.Image, p.Dir, p.Image)
 		}
@@ -45,7 +48,7 @@ func Merge(parts []*Summary) (*Summary, error) {
 	}
 
 	out := &Summary{
-		Case: first.Case, Question: first.Question, CaseFile: first.CaseFile, Baseline: first.Baseline,
+		Case: first.Case, Question: first.Question, CaseFile: first.CaseFile, Inputs: first.Inputs, Baseline: first.Baseline,
 		Seed: first.Seed, Workload: first.Workload, Shard: shard,
 	}
 	var end time.Time

@@ -47,6 +47,7 @@ type RunRecord struct {
 	QMPEvents []string  `json:"qmp_events,omitempty"`
 
 	JournalDataFiles int              `json:"journal_data_files"`
+	BufferedIomap    *IomapActivity   `json:"buffered_iomap,omitempty"` // with filesystem.check_buffered_iomap
 	Writers          []WriterResult   `json:"writers"`
 	Defrag           []DefragResult   `json:"defrag"`
 	Verify           []VerifyResult   `json:"verify"`

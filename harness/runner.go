@@ -195,6 +195,12 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 	if err := r.workload(ctx, g, rec); err != nil {
 		return g.lost(ctx, st, err), nil
 	}
+	if rec.BufferedIomap != nil {
+		if err := r.stopIomapTrace(ctx, g, rec, iomapTracer{events: BufferedIomapEvents, mount: mountPoint}); err != nil {
+			return g.lost(ctx, st, err), nil
+		}
+		r.logf("%s #%d: %s", rec.Variant, rec.Index, rec.BufferedIomap.Summary())
+	}
 	if err := g.phase(ctx, "verify"); err != nil {
 		return g.lost(ctx, st, err), nil
 	}
@@ -382,6 +388,12 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, e
 	if _, err := g.sh(ctx, 2*time.Minute, "setup.txt", cmd); err != nil {
 		return "", err
 	}
+	tracer := iomapTracer{events: BufferedIomapEvents, mount: mountPoint}
+	if fs.CheckBufferedIomap {
+		if reason, err := r.startIomapTrace(ctx, g, rec, tracer); err != nil || reason != "" {
+			return reason, err
+		}
+	}
 	prep := guestBin + " prepare " + r.common(rec.Seed)
 	if fs.JournalData {
 		prep += " --journal-data"
@@ -398,6 +410,16 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, e
 		return "", fmt.Errorf("prepare output: %w", err)
 	}
 	rec.JournalDataFiles = p.JournalDataFiles
+	if fs.CheckBufferedIomap {
+		n, err := r.iomapTotal(ctx, g, tracer)
+		if err != nil {
+			return "", err
+		}
+		rec.BufferedIomap.Setup = n
+		if reason := rec.BufferedIomap.notInUse(mountOpts(fs.MountOptions)); reason != "" {
+			return reason, nil
+		}
+	}
 	if !fs.JournalData {
 		return "", nil
 	}

@@ -57,19 +57,20 @@ const (
 
 // Summary is what a run of a case produced: the input to every report.
 type Summary struct {
-	Case      string           `json:"case"`
-	Question  string           `json:"question"`
-	CaseFile  string           `json:"case_file"`
-	Baseline  string           `json:"baseline"`
-	Started   time.Time        `json:"started"`
-	Seconds   float64          `json:"seconds"`
-	Seed      uint64           `json:"seed"`
-	Accel     string           `json:"accel"`
-	AccelNote string           `json:"accel_note"`
-	Image     string           `json:"image_key"`
-	Workload  WorkloadSpec     `json:"workload"`
-	Variants  []VariantSummary `json:"variants"`
-	Dir       string           `json:"-"`
+	Case      string            `json:"case"`
+	Question  string            `json:"question"`
+	CaseFile  string            `json:"case_file"`
+	Inputs    map[string]string `json:"inputs,omitempty"` // values of the case's inputs (see Input)
+	Baseline  string            `json:"baseline"`
+	Started   time.Time         `json:"started"`
+	Seconds   float64           `json:"seconds"`
+	Seed      uint64            `json:"seed"`
+	Accel     string            `json:"accel"`
+	AccelNote string            `json:"accel_note"`
+	Image     string            `json:"image_key"`
+	Workload  WorkloadSpec      `json:"workload"`
+	Variants  []VariantSummary  `json:"variants"`
+	Dir       string            `json:"-"`
 
 	// PlannedRuns is --runs: runs per variant in the whole plan (0 for a
 	// rerun of chosen jobs).
@@ -194,7 +195,7 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 		return nil, fmt.Errorf("results directory: %w", err)
 	}
 	sum := &Summary{
-		Case: c.Name, Question: strings.TrimSpace(c.Question), CaseFile: c.File, Baseline: c.Baseline,
+		Case: c.Name, Question: strings.TrimSpace(c.Question), CaseFile: c.File, Inputs: c.InputValues(), Baseline: c.Baseline,
 		Started: start.UTC(), Seed: opt.Seed, Workload: c.Workload, Dir: dir, Shard: opt.Shard.String(),
 	}
 	if len(opt.Only) == 0 {
@@ -497,9 +498,13 @@ func DefaultCacheDir() string {
 // baseline first, when names is empty): the case's source and fragments plus
 // the variant's patches, with paths resolved against the case folder.
 func (c *Case) KernelSpecs(names []string) ([]kernel.Spec, error) {
-	src, err := kernel.ParseSource(c.Kernel.Source)
+	source, msg := c.resolveInput(c.Kernel.Source)
+	if msg != "" {
+		return nil, fmt.Errorf("%s:%d: kernel.source: %s", c.File, c.line("kernel.source"), msg)
+	}
+	src, err := kernel.ParseSource(source)
 	if err != nil {
-		return nil, fmt.Errorf("%s: kernel.source: %w", c.File, err)
+		return nil, fmt.Errorf("%s:%d: kernel.source: %w", c.File, c.line("kernel.source"), err)
 	}
 	var frags []string
 	for _, f := range c.Kernel.Fragments {

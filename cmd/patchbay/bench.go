@@ -65,6 +65,7 @@ func newBenchCommand() *cobra.Command {
 	}
 	jobs.Flags().IntVar(&runs, "runs", 4, "runs per measurement")
 	for _, c := range []*cobra.Command{boot, jobs} {
+		addInputFlag(c)
 		c.Flags().Duration("duration", 10*time.Second, "workload duration")
 		c.Flags().String("accel", "auto", "auto, kvm or tcg")
 	}
@@ -73,7 +74,7 @@ func newBenchCommand() *cobra.Command {
 }
 
 func benchSetup(cmd *cobra.Command, casePath string) (*harness.Case, harness.Options, error) {
-	c, err := harness.LoadCase(casePath)
+	c, err := loadCase(cmd, casePath)
 	if err != nil {
 		return nil, harness.Options{}, err
 	}

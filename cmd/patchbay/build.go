@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"patchbay/harness"
 	"patchbay/kernel"
 )
 
@@ -16,7 +15,7 @@ func newBuildCommand() *cobra.Command {
 		Short: "Build (or find in the cache) the kernel of every variant of a case",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := harness.LoadCase(args[0])
+			c, err := loadCase(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -43,5 +42,5 @@ func newBuildCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringSliceVar(&variants, "variant", nil, "build only these variants (default all)")
-	return cmd
+	return addInputFlag(cmd)
 }

@@ -57,3 +57,20 @@ func newImageCommand() *cobra.Command {
 		},
 	}
 }
+
+// addInputFlag gives a case-loading command --input NAME=VALUE (see
+// harness.Input): a kernel tree or a series the case cannot ship.
+func addInputFlag(cmd *cobra.Command) *cobra.Command {
+	cmd.Flags().StringArray("input", nil, "set a case input, NAME=VALUE (repeatable; overrides the case's .local.yaml), e.g. --input series=ext4-iomap.mbox")
+	return cmd
+}
+
+// loadCase loads the case at path with the command's --input values.
+func loadCase(cmd *cobra.Command, path string) (*harness.Case, error) {
+	flags, _ := cmd.Flags().GetStringArray("input")
+	inputs, err := harness.ParseInputFlags(flags)
+	if err != nil {
+		return nil, err
+	}
+	return harness.LoadCaseWith(path, inputs)
+}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"patchbay/harness"
 	"patchbay/kernel"
 )
 
@@ -23,7 +22,7 @@ relinking in a prepared copy of the base tree. The generated kernel is
 removed from the cache afterwards.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := harness.LoadCase(args[0])
+			c, err := loadCase(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -50,7 +49,7 @@ removed from the cache afterwards.`,
 	}
 	cmd.Flags().StringVar(&variant, "variant", "", "the variant to add the one-line patch to (default: the baseline)")
 	cmd.Flags().StringVar(&file, "file", "fs/ext4/move_extent.c", "the file the generated patch touches")
-	bench.AddCommand(cmd)
+	bench.AddCommand(addInputFlag(cmd))
 	return bench
 }
 

@@ -57,7 +57,7 @@ same plan (harness.Plan), so the two cannot disagree.`,
 			if shards < 0 {
 				return errors.New("--shards must be at least 1")
 			}
-			c, err := harness.LoadCase(args[0])
+			c, err := loadCase(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -97,7 +97,7 @@ same plan (harness.Plan), so the two cannot disagree.`,
 	f.IntVar(&shards, "shards", 0, "split the plan into K shards (job j -> shard j % K)")
 	f.Uint64Var(&seed, "seed", 0, "base seed (run k uses seed+k)")
 	f.BoolVar(&asJSON, "json", false, "print the plan as JSON")
-	return cmd
+	return addInputFlag(cmd)
 }
 
 func printPlan(w io.Writer, casePath string, variants []string, p planOutput) error {

@@ -35,7 +35,12 @@ Exit status as for run: 0 when the run met its expectations, 1 when it failed,
 crashed or hung, 2 when the harness or the host failed.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, rec, err := loadRepro(args[0], casePath)
+			flags, _ := cmd.Flags().GetStringArray("input")
+			inputs, err := harness.ParseInputFlags(flags)
+			if err != nil {
+				return err
+			}
+			c, rec, err := loadRepro(args[0], casePath, inputs)
 			if err != nil {
 				return err
 			}
@@ -81,12 +86,12 @@ crashed or hung, 2 when the harness or the host failed.`,
 	f.BoolVar(&opt.Keep, "keep", false, "keep the VM running after the run for patchbay ssh/console; Ctrl-C ends it")
 	f.StringVar(&opt.ResultsDir, "results", "results", "results root directory")
 	f.StringVar(&opt.GuestBin, "guest-bin", "", "prebuilt static pbguest (default: build from this source tree)")
-	return cmd
+	return addInputFlag(cmd)
 }
 
 // loadRepro reads the run record of runDir and its results directory's
 // summary, and loads the case with the workload the run used.
-func loadRepro(runDir, casePath string) (*harness.Case, *harness.RunRecord, error) {
+func loadRepro(runDir, casePath string, inputs map[string]string) (*harness.Case, *harness.RunRecord, error) {
 	data, err := os.ReadFile(filepath.Join(runDir, "run.json"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("repro: %s is not a run folder (<results>/<variant>/<n>/): %w", runDir, err)
@@ -112,7 +117,11 @@ func loadRepro(runDir, casePath string) (*harness.Case, *harness.RunRecord, erro
 			return nil, nil, fmt.Errorf("repro: case file %s (recorded relative to where patchbay ran) not found: pass --case", casePath)
 		}
 	}
-	c, err := harness.LoadCase(casePath)
+	// The inputs the session ran with, unless given again.
+	if len(inputs) == 0 {
+		inputs = sum.Inputs
+	}
+	c, err := harness.LoadCaseWith(casePath, inputs)
 	if err != nil {
 		return nil, nil, fmt.Errorf("repro: %w", err)
 	}

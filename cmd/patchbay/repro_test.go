@@ -15,7 +15,7 @@ func TestLoadRepro(t *testing.T) {
 	writeSession(t, dir, "", sessionPlan(t))
 	run := filepath.Join(dir, "fallback", "2")
 
-	c, rec, err := loadRepro(run, "../../cases/ext4-journal-defrag")
+	c, rec, err := loadRepro(run, "../../cases/ext4-journal-defrag", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func TestLoadRepro(t *testing.T) {
 		"other case":     {run, "../../cases/ext4-defrag-control", `is case "ext4-defrag-control" but the run is of case "ext4-journal-defrag"`},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, _, err := loadRepro(tc.run, tc.casePath)
+			_, _, err := loadRepro(tc.run, tc.casePath, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err = %v, want %q", err, tc.want)
 			}
@@ -43,7 +43,7 @@ func TestLoadRepro(t *testing.T) {
 	}
 	// A run folder whose results directory lost its summary.
 	os.Remove(filepath.Join(dir, "summary.json"))
-	if _, _, err := loadRepro(run, "../../cases/ext4-journal-defrag"); err == nil || !strings.Contains(err.Error(), "summary.json") {
+	if _, _, err := loadRepro(run, "../../cases/ext4-journal-defrag", nil); err == nil || !strings.Contains(err.Error(), "summary.json") {
 		t.Errorf("err = %v, want one naming summary.json", err)
 	}
 	if _, err := runCLI(t, "repro", run, "--case", "../../cases/ext4-journal-defrag"); err == nil || exitCode(err) != 2 {

@@ -47,7 +47,7 @@ crashed or hung, 2 when the harness or the host failed.`,
 				}
 				opt.Shard = spec
 			}
-			c, err := harness.LoadCase(args[0])
+			c, err := loadCase(cmd, args[0])
 			if err != nil {
 				return err
 			}
@@ -86,7 +86,7 @@ crashed or hung, 2 when the harness or the host failed.`,
 	f.StringVar(&opt.GuestBin, "guest-bin", "", "prebuilt static pbguest (default: build from this source tree)")
 	f.StringVar(&shard, "shard", "", "run only shard i of K (0-based, e.g. 0/4) of the plan; needs --seed (see patchbay plan, patchbay merge)")
 	f.BoolVar(&opt.StopEarly, "stop-early", false, "stop scheduling runs once a variant's failure rate differs from the baseline's (Fisher p < 0.05, >= 3 judged runs each)")
-	return cmd
+	return addInputFlag(cmd)
 }
 
 // printSessionNotes says what summary.md does not: that the session was
