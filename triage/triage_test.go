@@ -486,3 +486,20 @@ func TestLockdepRealRoles(t *testing.T) {
 		}
 	}
 }
+
+// Defrag refusals are expected results, not bugs: stock 6.12's and the
+// buffered-iomap series' (22/27) KERN_ERR lines must not become findings,
+// or every eopnotsupp run would fail no_findings.
+func TestDefragRefusalsAreNotFindings(t *testing.T) {
+	log := "[   12.345678][  T123] EXT4-fs (vdb): Online defrag not supported with data journaling\n" +
+		"[   12.345700][  T123] EXT4-fs (vdb): Online defrag not supported for encrypted files\n" +
+		"[   12.345800][  T123] EXT4-fs (vdb): Online defrag not supported for inode with iomap buffered IO path\n"
+	if got := Parse([]byte(log)); len(got) != 0 {
+		t.Errorf("findings %+v, want none", got)
+	}
+	// The same log with a real ext4 error in it still reports that.
+	withErr := log + "[   13.000000][  T123] EXT4-fs error (device vdb): ext4_lookup:1855: inode #2: comm ls: deleted inode referenced: 12\n"
+	if got := Parse([]byte(withErr)); len(got) != 1 {
+		t.Errorf("with an ext4 error: %d findings, want 1", len(got))
+	}
+}
