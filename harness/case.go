@@ -432,9 +432,19 @@ func (c *Case) stack(name string, chain []string) ([]kernel.Patch, []stackError)
 			}
 			what, p = "input "+name+": ", val
 		}
-		ps, err := kernel.ExpandPatches([]string{c.Path(p)})
+		path := c.Path(p)
+		isRange := strings.HasPrefix(p, "git:")
+		if isRange {
+			// A commit range; a relative repository is from the case folder.
+			var err error
+			if path, err = normalizeInput(c.Dir, p); err != nil {
+				bad(f, what+err.Error())
+				return nil
+			}
+		}
+		ps, err := kernel.ExpandPatches([]string{path})
 		if err != nil {
-			if _, serr := os.Stat(c.Path(p)); serr != nil && !strings.Contains(p, "#") {
+			if _, serr := os.Stat(path); serr != nil && !isRange && !strings.Contains(p, "#") {
 				bad(f, what+p+": no such file")
 			} else {
 				bad(f, what+err.Error())

@@ -3,6 +3,7 @@ package harness
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -246,5 +247,45 @@ func TestParseInputFlags(t *testing.T) {
 		if _, err := ParseInputFlags(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
+	}
+}
+
+// A series kept as a branch is an input too: git:REPO@BASE..TIP, whose
+// commits a variant replaces by subject like mails of an mbox.
+func TestSeriesInputFromGitRange(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	repo := t.TempDir()
+	git := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", repo, "-c", "user.name=t", "-c", "user.email=t@t"}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	git("init", "-q")
+	for i, subject := range []string{"base", "ext4: one", "ext4: disable online defrag when inode using iomap buffered I/O path", "ext4: three"} {
+		if err := os.WriteFile(filepath.Join(repo, fmt.Sprintf("f%d", i)), []byte(subject+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		git("add", ".")
+		git("commit", "-qm", subject)
+		if i == 0 {
+			git("tag", "base")
+		}
+	}
+	c, err := LoadCaseWith("../cases/ext4-iomap-defrag", map[string]string{
+		"tree": "git:" + repo + "@base", "series": "git:" + repo + "@base..HEAD"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stack, err := c.PatchStack("fallback")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"git:" + repo + "@base..HEAD#1", c.Path("0001-ext4-fall-back-to-buffer-heads-for-online-defrag.patch"), "git:" + repo + "@base..HEAD#3"}
+	if strings.Join(stack, " ") != strings.Join(want, " ") {
+		t.Errorf("fallback stack %v, want %v", stack, want)
 	}
 }

@@ -50,7 +50,10 @@ func (p Patch) Name() string {
 //   - a directory: its quilt series file if it has one, else its *.patch,
 //     *.diff, *.mbx and *.mbox files in name order,
 //   - a quilt series file (named series or *.series): the files it lists,
-//     relative to it; comments and blank lines ignored.
+//     relative to it; comments and blank lines ignored,
+//   - git:REPO@BASE..TIP, the commits of a local repository's range as git
+//     format-patch writes them (a series kept as a branch), and
+//     git:REPO@BASE..TIP#N, the Nth of them.
 func ExpandPatches(paths []string) ([]Patch, error) {
 	var stack []Patch
 	for _, p := range paths {
@@ -66,6 +69,9 @@ func ExpandPatches(paths []string) ([]Patch, error) {
 var memberRef = regexp.MustCompile(`^(.+)#([0-9]+)$`)
 
 func expandPatch(path string) ([]Patch, error) {
+	if strings.HasPrefix(path, gitRangePrefix) {
+		return readGitRange(path)
+	}
 	st, err := os.Stat(path)
 	if err != nil {
 		if m := memberRef.FindStringSubmatch(path); m != nil {
@@ -199,6 +205,12 @@ func readPatchFile(path string) ([]Patch, error) {
 		return nil, fmt.Errorf("patch %s: %w", path, err)
 	}
 	mbox := strings.HasSuffix(path, ".mbx") || strings.HasSuffix(path, ".mbox")
+	return parsePatches(path, data, mbox)
+}
+
+// parsePatches splits data, read from path, into its patches: the mails of
+// an mbox, or one patch.
+func parsePatches(path string, data []byte, mbox bool) ([]Patch, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		if mbox {
 			return nil, fmt.Errorf("patch %s: an mbox with zero mails (the file is empty)", path)
