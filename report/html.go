@@ -99,7 +99,7 @@ func HTML(s *harness.Summary, dir string) ([]byte, error) {
 	for i := range s.Variants {
 		page.Variants = append(page.Variants, htmlVariantOf(s, &s.Variants[i], &stats[i], dir))
 	}
-	for _, r := range tableRows() {
+	for _, r := range tableRows(s) {
 		hr := htmlRow{Name: r.name}
 		for i := range s.Variants {
 			v, st := &s.Variants[i], &stats[i]

@@ -48,7 +48,7 @@ func TestHTMLEscapesLinksAndBars(t *testing.T) {
 			t.Errorf("report.html contains %q", bad)
 		}
 	}
-	for _, row := range tableRows() {
+	for _, row := range tableRows(richSample()) {
 		if !strings.Contains(page, "<th>"+row.name+"</th>") {
 			t.Errorf("report.html lacks the row %q", row.name)
 		}

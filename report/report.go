@@ -53,14 +53,14 @@ type row struct {
 // findingsRow is the name of the row that HTML renders as a list.
 const findingsRow = "findings"
 
-func tableRows() []row {
+func tableRows(s *harness.Summary) []row {
 	sum := func(f func(*harness.RunRecord) int64) func(*harness.VariantSummary, *harness.VariantStats) string {
 		return func(v *harness.VariantSummary, _ *harness.VariantStats) string { return sumCell(v, f) }
 	}
 	only := func(f func(*harness.VariantSummary) string) func(*harness.VariantSummary, *harness.VariantStats) string {
 		return func(v *harness.VariantSummary, _ *harness.VariantStats) string { return f(v) }
 	}
-	return []row{
+	rows := []row{
 		{"kernel", only(kernelCell)},
 		{"patches", only(func(v *harness.VariantSummary) string { return fmt.Sprint(len(v.Patches)) })},
 		{"runs", only(func(v *harness.VariantSummary) string { return fmt.Sprint(len(v.Runs)) })},
@@ -79,6 +79,38 @@ func tableRows() []row {
 			return strings.Join(findingLines(v, st), "<br>")
 		}},
 	}
+	if tracedIomap(s) {
+		// Evidence that the runs used the buffered iomap path at all.
+		iomap := row{"buffered iomap events setup/workload", only(iomapCell)}
+		rows = append(rows[:len(rows)-1], iomap, rows[len(rows)-1])
+	}
+	return rows
+}
+
+// tracedIomap: some run counted buffered-iomap events (check_buffered_iomap).
+func tracedIomap(s *harness.Summary) bool {
+	for _, v := range s.Variants {
+		for _, r := range v.Runs {
+			if r.BufferedIomap != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func iomapCell(v *harness.VariantSummary) string {
+	var setup, work int64
+	traced := 0
+	for _, r := range v.Runs {
+		if a := r.BufferedIomap; a != nil {
+			setup, work, traced = setup+a.Setup, work+a.Workload, traced+1
+		}
+	}
+	if traced == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d / %d", setup, work)
 }
 
 // Markdown is the side-by-side summary: one column per variant.
@@ -99,7 +131,7 @@ func Markdown(s *harness.Summary) string {
 		b.WriteString("---|")
 	}
 	b.WriteString("\n")
-	for _, row := range tableRows() {
+	for _, row := range tableRows(s) {
 		fmt.Fprintf(&b, "| %s |", row.name)
 		for i := range s.Variants {
 			fmt.Fprintf(&b, " %s |", escape(row.cell(&s.Variants[i], &stats[i])))

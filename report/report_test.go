@@ -188,3 +188,18 @@ func TestReadRealResults(t *testing.T) {
 		t.Errorf("real summary renders as:\n%s", md)
 	}
 }
+
+// The buffered-iomap row appears only for sessions that traced iomap, with
+// per-variant sums of the setup and workload counts.
+func TestIomapRow(t *testing.T) {
+	s := sample()
+	if md := Markdown(s); strings.Contains(md, "buffered iomap") {
+		t.Errorf("untraced session shows an iomap row:\n%s", md)
+	}
+	s.Variants[1].Runs[0].BufferedIomap = &harness.IomapActivity{Setup: 40, Workload: 1000}
+	s.Variants[1].Runs[1].BufferedIomap = &harness.IomapActivity{Setup: 2, Workload: 5}
+	md := Markdown(s)
+	if !strings.Contains(md, "| buffered iomap events setup/workload | - | 42 / 1005 |") {
+		t.Errorf("iomap row missing or wrong:\n%s", md)
+	}
+}
