@@ -20,63 +20,93 @@ var BufferedIomapEvents = []string{
 	"iomap_release_folio", "iomap_invalidate_folio",
 }
 
-// IomapActivity is what the iomap tracepoints saw on the scratch file
-// system: evidence that the case's mount option really put the work files on
-// the iomap buffered I/O path, not only that mount accepted it.
+// IomapActivity is what the tracepoints saw on the scratch file system:
+// evidence that the case's mount option really put the work files on the
+// iomap buffered I/O path, not only that mount accepted it, and whether
+// large folios were used at all.
 type IomapActivity struct {
 	Dev     string   `json:"dev"`     // major:minor of the scratch file system
-	Enabled []string `json:"enabled"` // events this kernel has and we counted
+	Enabled []string `json:"enabled"` // iomap events this kernel has and we counted
 	Missing []string `json:"missing,omitempty"`
 	// Events recorded by the ring buffer (kept + overwritten), exact.
-	Setup    int64 `json:"setup_events"`    // mkfs+mount to the end of prepare (files written and fsynced)
+	Setup    int64 `json:"setup_events"`    // mount to the end of prepare (files written and fsynced)
 	Workload int64 `json:"workload_events"` // during the workload phase
 	// A breakdown by event of what the buffer still held at the end: a
 	// lower bound per event once the buffer wrapped.
 	InBuffer map[string]int64 `json:"in_buffer,omitempty"`
+	// Page-cache folios added on the scratch file system from mount to the
+	// end of the workload (exact), those above order 0 (exact), and the
+	// orders of the latter still in their buffer (a lower bound per order).
+	Folios           int64            `json:"folios_added"`
+	LargeFolios      int64            `json:"large_folios_added"`
+	LargeFolioOrders map[string]int64 `json:"large_folio_orders,omitempty"`
 }
 
-// iomapTracer counts tracepoint events for one file system through tracefs,
-// with a ring-buffer filter on its device so the root file system and other
-// disks do not count.
-type iomapTracer struct {
-	events []string
-	mount  string
+// eventCounter counts tracepoint events for one file system in a tracefs
+// instance of its own (its own ring buffer, so exact totals per counter and
+// the global buffer untouched), with a filter on the device's dev_t.
+type eventCounter struct {
+	instance string   // tracefs instance name
+	group    string   // events/<group>/
+	events   []string // events of the group to enable
+	filter   string   // event filter; $kdev is the device's kernel dev_t
+	mount    string   // mount point of the file system
 }
 
 const tracefs = "/sys/kernel/tracing"
 
-// startScript enables the events, filtered on the device of the mount, and
-// prints "dev MAJ:MIN", one "event NAME" or "missing NAME" line per event.
-// It does not use set -e: a kernel without tracing prints "notracefs".
-func (t iomapTracer) startScript() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "T=%s\n", tracefs)
-	fmt.Fprintf(&b, "[ -e $T/events ] || mount -t tracefs nodev $T 2>/dev/null\n")
-	fmt.Fprintf(&b, "[ -e $T/events ] || { echo notracefs; exit 0; }\n")
-	fmt.Fprintf(&b, "mm=$(mountpoint -d %s) || exit 1\n", t.mount)
-	// The kernel's dev_t is MAJOR<<20 | MINOR, what the events' dev field holds.
-	b.WriteString("kdev=$(( (${mm%:*} << 20) | ${mm#*:} ))\n")
-	b.WriteString("echo 0 > $T/tracing_on; echo > $T/trace; echo 4096 > $T/buffer_size_kb\n")
-	fmt.Fprintf(&b, "for e in %s; do\n", strings.Join(t.events, " "))
-	b.WriteString("  d=$T/events/iomap/$e\n")
-	b.WriteString("  if [ -d $d ]; then echo \"dev == $kdev\" > $d/filter && echo 1 > $d/enable && echo event $e; else echo missing $e; fi\n")
-	b.WriteString("done\n")
-	b.WriteString("echo 1 > $T/tracing_on\necho dev $mm\n")
-	return b.String()
+// iomapCounter counts the given iomap events on the file system at mount.
+func iomapCounter(mount string, events []string) eventCounter {
+	return eventCounter{instance: "patchbay_iomap", group: "iomap", events: events, filter: "dev == $kdev", mount: mount}
 }
 
-// totalScript prints the ring buffer's event count: per CPU, the events it
-// holds plus those it overwrote or dropped.
-func (t iomapTracer) totalScript() string {
-	return fmt.Sprintf(`cat %s/per_cpu/cpu*/stats | awk '/^(entries|overrun|dropped events):/ {n += $NF} END {print "total", n+0}'`, tracefs)
+// folioCounters count the page-cache folios added on the file system: all
+// of them, and those above order 0. A series that enables large folios
+// shows the second, or the run tested only order 0.
+func folioCounters(mount string) (all, large eventCounter) {
+	all = eventCounter{instance: "patchbay_folios", group: "filemap", events: []string{"mm_filemap_add_to_page_cache"},
+		filter: "s_dev == $kdev", mount: mount}
+	large = all
+	large.instance, large.filter = "patchbay_large_folios", "s_dev == $kdev && order > 0"
+	return all, large
 }
 
-// stopScript disables the events, prints the total, then a count per event
-// name of what the buffer holds, and frees the buffer.
-func (t iomapTracer) stopScript() string {
-	return fmt.Sprintf(`T=%s; echo 0 > $T/tracing_on; for e in %s; do [ -d $T/events/iomap/$e ] && echo 0 > $T/events/iomap/$e/enable; done; %s
-grep -o ' iomap_[a-z_]*:' $T/trace | sort | uniq -c | awk '{sub(":", "", $2); print "buffer", $2, $1}'
-echo > $T/trace; echo 1 > $T/buffer_size_kb`, tracefs, strings.Join(t.events, " "), t.totalScript())
+func (t eventCounter) dir() string { return tracefs + "/instances/" + t.instance }
+
+// startScript creates the instance and enables the events, filtered, and
+// prints "dev MAJ:MIN" and one "event NAME" or "missing NAME" line per
+// event. It does not use set -e: a kernel without tracing prints
+// "notracefs".
+func (t eventCounter) startScript() string {
+	return fmt.Sprintf(`[ -e %[1]s/instances ] || mount -t tracefs nodev %[1]s 2>/dev/null
+[ -e %[1]s/instances ] || { echo notracefs; exit 0; }
+mm=$(mountpoint -d %[2]s) || exit 1
+# The kernel's dev_t is MAJOR<<20 | MINOR, what the events' fields hold.
+kdev=$(( (${mm%%:*} << 20) | ${mm#*:} ))
+I=%[3]s; [ -d $I ] || mkdir $I || exit 1
+echo 0 > $I/tracing_on; echo > $I/trace; echo 4096 > $I/buffer_size_kb
+for e in %[4]s; do
+  d=$I/events/%[5]s/$e
+  if [ -d $d ]; then echo "%[6]s" > $d/filter && echo 1 > $d/enable && echo event $e; else echo missing $e; fi
+done
+echo 1 > $I/tracing_on
+echo dev $mm
+`, tracefs, t.mount, t.dir(), strings.Join(t.events, " "), t.group, t.filter)
+}
+
+// totalScript prints the instance's event count: per CPU, the events its
+// buffer holds plus those it overwrote or dropped.
+func (t eventCounter) totalScript() string {
+	return fmt.Sprintf(`cat %s/per_cpu/cpu*/stats | awk '/^(entries|overrun|dropped events):/ {n += $NF} END {print "total", n+0}'`, t.dir())
+}
+
+// stopScript stops the instance, prints the total, then counts per event
+// name and per folio order what the buffer holds, and removes the instance.
+func (t eventCounter) stopScript() string {
+	return fmt.Sprintf(`I=%s; echo 0 > $I/tracing_on; %s
+grep -o ' [a-z_]*: ' $I/trace | sort | uniq -c | awk '{sub(":", "", $2); print "buffer", $2, $1}'
+grep -o ' order=[0-9]*' $I/trace | sort | uniq -c | awk '{sub("order=", "", $2); print "order", $2, $1}'
+echo 0 > $I/events/enable; rmdir $I`, t.dir(), t.totalScript())
 }
 
 // parseTraceStart reads startScript's output into a.
@@ -99,41 +129,57 @@ func parseTraceStart(out []byte, a *IomapActivity) error {
 		return fmt.Errorf("trace setup printed no device: %q", lastLine(string(out)))
 	}
 	if len(a.Enabled) == 0 {
-		return fmt.Errorf("this kernel has none of the iomap trace events %s (is CONFIG_FS_IOMAP built in?)", strings.Join(a.Missing, ", "))
+		return fmt.Errorf("this kernel has none of the trace events %s", strings.Join(a.Missing, ", "))
 	}
 	return nil
 }
 
-// parseTraceCounts reads totalScript's or stopScript's output: the total
-// and, from stopScript, the per-event buffer counts.
-func parseTraceCounts(out []byte) (int64, map[string]int64, error) {
-	total := int64(-1)
-	var buf map[string]int64
+// traceCounts is what totalScript or stopScript printed.
+type traceCounts struct {
+	Total   int64
+	ByEvent map[string]int64 // in the buffer at the end (stopScript)
+	ByOrder map[string]int64 // folio order= fields in the buffer (stopScript)
+}
+
+// parseTraceCounts reads totalScript's or stopScript's output.
+func parseTraceCounts(out []byte) (traceCounts, error) {
+	c := traceCounts{Total: -1}
+	count := func(s string) (int64, error) {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("trace count %q: not a count", s)
+		}
+		return n, nil
+	}
+	put := func(m *map[string]int64, key string, n int64) {
+		if *m == nil {
+			*m = map[string]int64{}
+		}
+		(*m)[key] = n
+	}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
+		if len(f) < 2 || (f[0] != "total" && len(f) != 3) {
+			continue
+		}
+		n, err := count(f[len(f)-1])
+		if err != nil {
+			return c, fmt.Errorf("%s: %w", sc.Text(), err)
+		}
 		switch {
 		case len(f) == 2 && f[0] == "total":
-			n, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil || n < 0 {
-				return 0, nil, fmt.Errorf("trace total %q: not a count", f[1])
-			}
-			total = n
-		case len(f) == 3 && f[0] == "buffer":
-			n, err := strconv.ParseInt(f[2], 10, 64)
-			if err != nil || n < 0 {
-				return 0, nil, fmt.Errorf("trace buffer count %q for %s: not a count", f[2], f[1])
-			}
-			if buf == nil {
-				buf = map[string]int64{}
-			}
-			buf[f[1]] = n
+			c.Total = n
+		case f[0] == "buffer":
+			put(&c.ByEvent, f[1], n)
+		case f[0] == "order":
+			put(&c.ByOrder, f[1], n)
 		}
 	}
-	if total < 0 {
-		return 0, nil, fmt.Errorf("no trace total in %q", lastLine(string(out)))
+	if c.Total < 0 {
+		return c, fmt.Errorf("no trace total in %q", lastLine(string(out)))
 	}
-	return total, buf, nil
+	return c, nil
 }
 
 // notInUse is the setup reason when no buffered-iomap event fired on the
@@ -146,31 +192,58 @@ func (a *IomapActivity) notInUse(mountOptions string) string {
 		strings.Join(a.Enabled, ", "), a.Dev, mountOptions)
 }
 
-// Summary is one line for logs and reports.
+// OnlyOrderZero says the run added page-cache folios on the scratch file
+// system but none above order 0: whatever the kernel says about large
+// folios, this run did not exercise them.
+func (a *IomapActivity) OnlyOrderZero() bool {
+	return a != nil && a.Folios > 0 && a.LargeFolios == 0
+}
+
+// Summary is one line for logs.
 func (a *IomapActivity) Summary() string {
 	if a == nil {
 		return ""
 	}
-	s := fmt.Sprintf("buffered iomap events on %s: %d in setup, %d in workload", a.Dev, a.Setup, a.Workload)
-	if len(a.InBuffer) > 0 {
-		names := make([]string, 0, len(a.InBuffer))
-		for n := range a.InBuffer {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		var parts []string
-		for _, n := range names {
-			parts = append(parts, fmt.Sprintf("%s %d", n, a.InBuffer[n]))
-		}
-		s += " (last in buffer: " + strings.Join(parts, ", ") + ")"
+	s := fmt.Sprintf("buffered iomap events on %s: %d in setup, %d in workload; folios added %d, above order 0 %d",
+		a.Dev, a.Setup, a.Workload, a.Folios, a.LargeFolios)
+	if len(a.LargeFolioOrders) > 0 {
+		s += " (orders " + countList(a.LargeFolioOrders) + ")"
+	}
+	if a.OnlyOrderZero() {
+		s += ": only order-0 folios, large folios not exercised"
 	}
 	return s
 }
 
-// startIomapTrace enables the tracer; the returned reason is non-empty when
-// the kernel cannot show iomap activity at all.
-func (r *Runner) startIomapTrace(ctx context.Context, g *guest, rec *RunRecord, t iomapTracer) (string, error) {
-	out, err := g.sh(ctx, time.Minute, "iomap-trace-start.txt", t.startScript())
+// countList renders a count map as "k n, k n" in key order.
+func countList(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// iomapTrace is the buffered-iomap check of one run: an iomap event counter
+// and the two folio counters, started right after mount.
+type iomapTrace struct {
+	iomap, folios, large eventCounter
+}
+
+func newIomapTrace() iomapTrace {
+	all, large := folioCounters(mountPoint)
+	return iomapTrace{iomap: iomapCounter(mountPoint, BufferedIomapEvents), folios: all, large: large}
+}
+
+// start enables every counter; the returned reason is non-empty when the
+// kernel cannot show iomap activity at all.
+func (t iomapTrace) start(ctx context.Context, g *guest, rec *RunRecord) (string, error) {
+	out, err := g.sh(ctx, time.Minute, "iomap-trace-start.txt", t.iomap.startScript())
 	if err != nil {
 		return "", err
 	}
@@ -178,31 +251,53 @@ func (r *Runner) startIomapTrace(ctx context.Context, g *guest, rec *RunRecord, 
 	if err := parseTraceStart(out, rec.BufferedIomap); err != nil {
 		return "cannot check buffered iomap: " + err.Error(), nil
 	}
+	// The folio counts are information: a kernel without the event leaves
+	// them at zero.
+	for _, c := range []eventCounter{t.folios, t.large} {
+		if _, err := g.sh(ctx, time.Minute, "", c.startScript()); err != nil {
+			return "", err
+		}
+	}
 	return "", nil
 }
 
-// iomapTotal reads the tracer's running total.
-func (r *Runner) iomapTotal(ctx context.Context, g *guest, t iomapTracer) (int64, error) {
-	out, err := g.sh(ctx, time.Minute, "", t.totalScript())
+// setupDone records the iomap events of setup and returns the setup reason
+// when there were none.
+func (t iomapTrace) setupDone(ctx context.Context, g *guest, rec *RunRecord, mountOptions string) (string, error) {
+	out, err := g.sh(ctx, time.Minute, "", t.iomap.totalScript())
 	if err != nil {
-		return 0, err
+		return "", err
 	}
-	n, _, err := parseTraceCounts(out)
-	return n, err
+	c, err := parseTraceCounts(out)
+	if err != nil {
+		return "", fmt.Errorf("iomap trace: %w", err)
+	}
+	rec.BufferedIomap.Setup = c.Total
+	return rec.BufferedIomap.notInUse(mountOptions), nil
 }
 
-// stopIomapTrace records the workload's events and frees the buffer.
-func (r *Runner) stopIomapTrace(ctx context.Context, g *guest, rec *RunRecord, t iomapTracer) error {
-	out, err := g.sh(ctx, 2*time.Minute, "iomap-trace.txt", t.stopScript())
-	if err != nil {
-		return err
-	}
-	total, buf, err := parseTraceCounts(out)
-	if err != nil {
-		return fmt.Errorf("iomap trace: %w", err)
-	}
+// stop records the workload's iomap events and the folios, and removes the
+// instances.
+func (t iomapTrace) stop(ctx context.Context, g *guest, rec *RunRecord) error {
 	a := rec.BufferedIomap
-	a.Workload = max(total-a.Setup, 0)
-	a.InBuffer = buf
+	for _, c := range []eventCounter{t.iomap, t.folios, t.large} {
+		out, err := g.sh(ctx, 2*time.Minute, "trace-"+c.instance+".txt", c.stopScript())
+		if err != nil {
+			return err
+		}
+		n, err := parseTraceCounts(out)
+		if err != nil {
+			return fmt.Errorf("trace %s: %w", c.instance, err)
+		}
+		switch c.instance {
+		case t.iomap.instance:
+			a.Workload = max(n.Total-a.Setup, 0)
+			a.InBuffer = n.ByEvent
+		case t.folios.instance:
+			a.Folios = n.Total
+		case t.large.instance:
+			a.LargeFolios, a.LargeFolioOrders = n.Total, n.ByOrder
+		}
+	}
 	return nil
 }

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -46,15 +47,16 @@ func TestIomapTracerCounts(t *testing.T) {
 	r := e.runner(t)
 	type step struct {
 		name  string
-		t     iomapTracer
+		t     eventCounter
 		io    string
 		check func(n int64) bool
 		want  string
 		got   int64
 		err   error
 	}
-	dio := iomapTracer{events: []string{"iomap_dio_rw_begin", "iomap_dio_complete"}, mount: mountPoint}
-	buffered := iomapTracer{events: BufferedIomapEvents, mount: mountPoint}
+	dio := iomapCounter(mountPoint, []string{"iomap_dio_rw_begin", "iomap_dio_complete"})
+	buffered := iomapCounter(mountPoint, BufferedIomapEvents)
+	folios, large := folioCounters(mountPoint)
 	steps := []*step{
 		{name: "direct I/O on the scratch fs", t: dio,
 			io:    "dd if=/dev/zero of=" + workDir + "/dio bs=4096 count=16 oflag=direct status=none",
@@ -65,7 +67,15 @@ func TestIomapTracerCounts(t *testing.T) {
 		{name: "buffered I/O and fsync on the scratch fs", t: buffered,
 			io:    "dd if=/dev/urandom of=" + workDir + "/buf bs=4096 count=64 conv=fsync status=none && cat " + workDir + "/buf > /dev/null",
 			check: func(n int64) bool { return n == 0 }, want: "0 (stock ext4 buffered I/O uses buffer heads)"},
+		{name: "page-cache folios added by a buffered write on the scratch fs", t: folios,
+			io:    "dd if=/dev/urandom of=" + workDir + "/fol bs=4096 count=64 conv=fsync status=none",
+			check: func(n int64) bool { return n >= 64 }, want: ">= 64 (64 new pages)"},
+		{name: "folios above order 0 on the scratch fs", t: large,
+			io:    "dd if=/dev/urandom of=" + workDir + "/fol2 bs=65536 count=16 conv=fsync status=none && echo 3 > /proc/sys/vm/drop_caches && cat " + workDir + "/fol2 > /dev/null",
+			check: func(n int64) bool { return n == 0 }, want: "0 (stock 6.12 ext4 has no large folios)"},
 	}
+	whole := &RunRecord{}
+	var wholeErr error
 	r.BeforePhase = func(ctx context.Context, phase string, m *vm.Machine) error {
 		if phase != "workload" {
 			return nil
@@ -76,12 +86,34 @@ func TestIomapTracerCounts(t *testing.T) {
 				s.err = err
 				continue
 			}
-			s.got, _, s.err = parseTraceCounts(out)
+			var c traceCounts
+			c, s.err = parseTraceCounts(out)
+			s.got = c.Total
 			if s.err == nil {
 				var a IomapActivity
 				s.err = parseTraceStart(out, &a)
 			}
 		}
+		// The run's own sequence: start after mount, count at the end of
+		// setup, stop after the workload.
+		g := &guest{m: m, dir: t.TempDir()}
+		trace := newIomapTrace()
+		if reason, err := trace.start(ctx, g, whole); err != nil || reason != "" {
+			wholeErr = fmt.Errorf("start: %q %v", reason, err)
+			return nil
+		}
+		if _, err := g.sh(ctx, time.Minute, "", "dd if=/dev/urandom of="+workDir+"/seq bs=4096 count=32 conv=fsync status=none"); err != nil {
+			wholeErr = err
+			return nil
+		}
+		reason, err := trace.setupDone(ctx, g, whole, "defaults")
+		if err == nil && reason == "" {
+			err = fmt.Errorf("setupDone found buffered iomap in use on stock ext4")
+		}
+		if err == nil {
+			err = trace.stop(ctx, g, whole)
+		}
+		wholeErr = err
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -92,6 +124,11 @@ func TestIomapTracerCounts(t *testing.T) {
 	}
 	if rec.Outcome != Pass {
 		t.Errorf("run outcome %s %v", rec.Outcome, rec.Reasons)
+	}
+	if a := whole.BufferedIomap; wholeErr != nil || a == nil || a.Setup != 0 || a.Folios < 32 || a.LargeFolios != 0 || !a.OnlyOrderZero() {
+		t.Errorf("start/setupDone/stop: %v, activity %+v: want 0 iomap events, >= 32 folios, none above order 0", wholeErr, a)
+	} else {
+		t.Logf("start/setupDone/stop: %s", a.Summary())
 	}
 	for _, s := range steps {
 		switch {

@@ -16,7 +16,7 @@ func TestParseTraceStart(t *testing.T) {
 	}
 	for out, want := range map[string]string{
 		"notracefs\n": "no tracefs",
-		"missing iomap_readpage\nmissing iomap_readahead\ndev 254:16\n": "none of the iomap trace events",
+		"missing iomap_readpage\nmissing iomap_readahead\ndev 254:16\n": "none of the trace events",
 		"event iomap_readpage\n": "no device",
 	} {
 		var a IomapActivity
@@ -28,20 +28,37 @@ func TestParseTraceStart(t *testing.T) {
 }
 
 func TestParseTraceCounts(t *testing.T) {
-	total, buf, err := parseTraceCounts([]byte("total 1234\nbuffer iomap_writepage_map 1000\nbuffer iomap_readahead 3\n"))
+	c, err := parseTraceCounts([]byte("total 1234\nbuffer iomap_writepage_map 1000\nbuffer iomap_readahead 3\norder 2 7\norder 4 1\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if total != 1234 || buf["iomap_writepage_map"] != 1000 || buf["iomap_readahead"] != 3 || len(buf) != 2 {
-		t.Errorf("total %d, buffer %v", total, buf)
+	if c.Total != 1234 || c.ByEvent["iomap_writepage_map"] != 1000 || c.ByEvent["iomap_readahead"] != 3 || len(c.ByEvent) != 2 {
+		t.Errorf("counts %+v", c)
 	}
-	if total, buf, err := parseTraceCounts([]byte("total 0\n")); err != nil || total != 0 || buf != nil {
-		t.Errorf("zero: %d %v %v", total, buf, err)
+	if c.ByOrder["2"] != 7 || c.ByOrder["4"] != 1 || len(c.ByOrder) != 2 {
+		t.Errorf("orders %v", c.ByOrder)
 	}
-	for _, bad := range []string{"", "total x\n", "total -1\n", "total 1\nbuffer iomap_readpage many\n"} {
-		if _, _, err := parseTraceCounts([]byte(bad)); err == nil {
+	if c, err := parseTraceCounts([]byte("total 0\n")); err != nil || c.Total != 0 || c.ByEvent != nil {
+		t.Errorf("zero: %+v %v", c, err)
+	}
+	for _, bad := range []string{"", "total x\n", "total -1\n", "total 1\nbuffer iomap_readpage many\n", "total 1\norder 0 -3\n"} {
+		if _, err := parseTraceCounts([]byte(bad)); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
+	}
+}
+
+func TestIomapSummaryWarnsOnOrderZero(t *testing.T) {
+	a := &IomapActivity{Dev: "254:16", Setup: 5, Workload: 9, Folios: 300}
+	if !a.OnlyOrderZero() || !strings.Contains(a.Summary(), "only order-0 folios") {
+		t.Errorf("order 0 only: %v %q", a.OnlyOrderZero(), a.Summary())
+	}
+	a.LargeFolios, a.LargeFolioOrders = 12, map[string]int64{"2": 10, "4": 2}
+	if a.OnlyOrderZero() || !strings.Contains(a.Summary(), "(orders 2 10, 4 2)") {
+		t.Errorf("with large folios: %v %q", a.OnlyOrderZero(), a.Summary())
+	}
+	if (&IomapActivity{}).OnlyOrderZero() {
+		t.Error("no folios at all is not 'only order 0'")
 	}
 }
 
@@ -59,14 +76,24 @@ func TestIomapNotInUse(t *testing.T) {
 	}
 }
 
-// The script filters on the kernel's dev_t and enables only the events it
-// is given: a wrong encoding or event set would count the wrong disk.
-func TestTraceStartScript(t *testing.T) {
-	s := iomapTracer{events: []string{"iomap_readpage", "iomap_writepage_map"}, mount: "/mnt/scratch"}.startScript()
-	for _, want := range []string{"mountpoint -d /mnt/scratch", "<< 20", `"dev == $kdev"`, "for e in iomap_readpage iomap_writepage_map;"} {
+// The scripts filter on the kernel's dev_t, in an instance of their own,
+// and enable only the events given: a wrong encoding or event set would
+// count the wrong disk or the wrong path.
+func TestTraceScripts(t *testing.T) {
+	c := iomapCounter("/mnt/scratch", []string{"iomap_readpage", "iomap_writepage_map"})
+	s := c.startScript()
+	for _, want := range []string{"mountpoint -d /mnt/scratch", "<< 20", `echo "dev == $kdev" > $d/filter`,
+		"for e in iomap_readpage iomap_writepage_map;", "I=/sys/kernel/tracing/instances/patchbay_iomap;", "$I/events/iomap/$e", "${mm%:*}"} {
 		if !strings.Contains(s, want) {
-			t.Errorf("script lacks %q:\n%s", want, s)
+			t.Errorf("start script lacks %q:\n%s", want, s)
 		}
+	}
+	if !strings.Contains(c.stopScript(), "rmdir $I") {
+		t.Errorf("stop script does not remove the instance")
+	}
+	all, large := folioCounters("/mnt/scratch")
+	if all.instance == large.instance || !strings.Contains(large.startScript(), "s_dev == $kdev && order > 0") {
+		t.Errorf("folio counters %+v %+v", all, large)
 	}
 	for _, e := range BufferedIomapEvents {
 		if strings.Contains(e, "dio") || e == "iomap_iter" {

@@ -196,7 +196,7 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 		return g.lost(ctx, st, err), nil
 	}
 	if rec.BufferedIomap != nil {
-		if err := r.stopIomapTrace(ctx, g, rec, iomapTracer{events: BufferedIomapEvents, mount: mountPoint}); err != nil {
+		if err := newIomapTrace().stop(ctx, g, rec); err != nil {
 			return g.lost(ctx, st, err), nil
 		}
 		r.logf("%s #%d: %s", rec.Variant, rec.Index, rec.BufferedIomap.Summary())
@@ -388,9 +388,9 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, e
 	if _, err := g.sh(ctx, 2*time.Minute, "setup.txt", cmd); err != nil {
 		return "", err
 	}
-	tracer := iomapTracer{events: BufferedIomapEvents, mount: mountPoint}
+	trace := newIomapTrace()
 	if fs.CheckBufferedIomap {
-		if reason, err := r.startIomapTrace(ctx, g, rec, tracer); err != nil || reason != "" {
+		if reason, err := trace.start(ctx, g, rec); err != nil || reason != "" {
 			return reason, err
 		}
 	}
@@ -411,13 +411,8 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, e
 	}
 	rec.JournalDataFiles = p.JournalDataFiles
 	if fs.CheckBufferedIomap {
-		n, err := r.iomapTotal(ctx, g, tracer)
-		if err != nil {
-			return "", err
-		}
-		rec.BufferedIomap.Setup = n
-		if reason := rec.BufferedIomap.notInUse(mountOpts(fs.MountOptions)); reason != "" {
-			return reason, nil
+		if reason, err := trace.setupDone(ctx, g, rec, mountOpts(fs.MountOptions)); err != nil || reason != "" {
+			return reason, err
 		}
 	}
 	if !fs.JournalData {

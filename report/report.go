@@ -81,7 +81,7 @@ func tableRows(s *harness.Summary) []row {
 	}
 	if tracedIomap(s) {
 		// Evidence that the runs used the buffered iomap path at all.
-		iomap := row{"buffered iomap events setup/workload", only(iomapCell)}
+		iomap := row{"buffered iomap events setup/workload; folios above order 0", only(iomapCell)}
 		rows = append(rows[:len(rows)-1], iomap, rows[len(rows)-1])
 	}
 	return rows
@@ -100,17 +100,18 @@ func tracedIomap(s *harness.Summary) bool {
 }
 
 func iomapCell(v *harness.VariantSummary) string {
-	var setup, work int64
+	var setup, work, folios, large int64
 	traced := 0
 	for _, r := range v.Runs {
 		if a := r.BufferedIomap; a != nil {
 			setup, work, traced = setup+a.Setup, work+a.Workload, traced+1
+			folios, large = folios+a.Folios, large+a.LargeFolios
 		}
 	}
 	if traced == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%d / %d", setup, work)
+	return fmt.Sprintf("%d / %d; %d of %d", setup, work, large, folios)
 }
 
 // Markdown is the side-by-side summary: one column per variant.

@@ -196,10 +196,10 @@ func TestIomapRow(t *testing.T) {
 	if md := Markdown(s); strings.Contains(md, "buffered iomap") {
 		t.Errorf("untraced session shows an iomap row:\n%s", md)
 	}
-	s.Variants[1].Runs[0].BufferedIomap = &harness.IomapActivity{Setup: 40, Workload: 1000}
-	s.Variants[1].Runs[1].BufferedIomap = &harness.IomapActivity{Setup: 2, Workload: 5}
+	s.Variants[1].Runs[0].BufferedIomap = &harness.IomapActivity{Setup: 40, Workload: 1000, Folios: 300, LargeFolios: 20}
+	s.Variants[1].Runs[1].BufferedIomap = &harness.IomapActivity{Setup: 2, Workload: 5, Folios: 10}
 	md := Markdown(s)
-	if !strings.Contains(md, "| buffered iomap events setup/workload | - | 42 / 1005 |") {
+	if !strings.Contains(md, "| buffered iomap events setup/workload; folios above order 0 | - | 42 / 1005; 20 of 310 |") {
 		t.Errorf("iomap row missing or wrong:\n%s", md)
 	}
 }
