@@ -25,7 +25,29 @@ type DefragConfig struct {
 	// that pins the just-moved buffers) and retry the rest of the range
 	// up to this many times. 0 = count EBUSY and move on.
 	BusyRetries int
+	// Donor is the donor strategy: DonorFresh (also ""), DonorShared or
+	// DonorInplace. Every strategy uses donor_start = orig_start, as
+	// e4defrag and fio do.
+	Donor string
 }
+
+// Donor strategies for DefragConfig.Donor.
+const (
+	// DonorFresh creates a new donor per attempt: O_EXCL create, ftruncate
+	// to the orig's size, fallocate just the range, move, close, unlink.
+	DonorFresh = "fresh"
+	// DonorShared keeps one unlinked donor per worker for the whole run,
+	// fallocated over the largest work file once. A successful move leaves
+	// the orig's old blocks in the donor range, which serve as the next
+	// donor blocks for that range; before each move FIEMAP checks that
+	// the range is fully allocated and fallocates it again if not
+	// (counted in donor_refallocs).
+	DonorShared = "shared"
+	// DonorInplace mimics fio's e4defrag engine with inplace=1: one
+	// unlinked donor per worker; each attempt fallocates the donor range,
+	// moves, then ftruncates the donor to 0, freeing the blocks it got.
+	DonorInplace = "inplace"
+)
 
 // DefragReport is the JSON document printed by `pbguest defrag`.
 type DefragReport struct {
@@ -48,6 +70,15 @@ type DefragReport struct {
 	Errors           []string       `json:"errors"`
 	FSBlockSize      int64          `json:"fs_block_size"`
 	ElapsedS         float64        `json:"elapsed_s"`
+	// Donor is the donor strategy used (fresh, shared, inplace).
+	Donor string `json:"donor"`
+	// DonorRefallocs counts, for the shared donor, attempts whose donor
+	// range was not fully allocated (FIEMAP) and was fallocated again.
+	DonorRefallocs int64 `json:"donor_refallocs"`
+	// MovesPerS is results["moved"] / elapsed_s: successful MOVE_EXT
+	// calls per second. AttemptsPerS counts every ioctl call.
+	MovesPerS    float64 `json:"moves_per_s"`
+	AttemptsPerS float64 `json:"attempts_per_s"`
 }
 
 func (c *DefragConfig) validate() error {
@@ -65,6 +96,13 @@ func (c *DefragConfig) validate() error {
 	}
 	if c.ReopenOneIn < 0 || c.BusyRetries < 0 {
 		return errors.New("--reopen-one-in and --busy-retries must be >= 0")
+	}
+	switch c.Donor {
+	case "":
+		c.Donor = DonorFresh
+	case DonorFresh, DonorShared, DonorInplace:
+	default:
+		return fmt.Errorf("--donor must be fresh, shared or inplace, got %q", c.Donor)
 	}
 	if c.DonorDir == "" {
 		c.DonorDir = c.Dir
@@ -88,20 +126,22 @@ func (c *DefragConfig) validate() error {
 }
 
 type defragger struct {
-	cfg   DefragConfig
-	fds   []int
-	rng   *RNG
-	rep   *DefragReport
-	errs  errList
-	fsbs  int64
-	pid   int
-	iter  int64
-	donor string
+	cfg  DefragConfig
+	fds  []int
+	rng  *RNG
+	rep  *DefragReport
+	errs errList
+	fsbs int64
+	pid  int
+	iter int64
+	// donorFD is the worker's long-lived donor (shared, inplace); -1 for fresh.
+	donorFD int
 }
 
-// Defrag moves random aligned ranges of the work files onto freshly
-// fallocated donor files until the duration ends or ctx is cancelled.
-// Kernel refusals are counted per errno, not returned as errors.
+// Defrag moves random aligned ranges of the work files onto fallocated
+// donor blocks (see the Donor* strategies) until the duration ends or ctx
+// is cancelled. Kernel refusals are counted per errno, not returned as
+// errors; failing to create a shared or inplace donor is an error.
 func Defrag(ctx context.Context, cfg DefragConfig) (DefragReport, error) {
 	if err := cfg.validate(); err != nil {
 		return DefragReport{}, err
@@ -130,18 +170,30 @@ func Defrag(ctx context.Context, cfg DefragConfig) (DefragReport, error) {
 		FSBlockSize:     sfs.Bsize,
 	}
 	d := &defragger{
-		cfg:  cfg,
-		fds:  fds,
-		rng:  NewRNG(DeriveSeed(cfg.Seed, roleDefrag, uint64(cfg.ID))),
-		rep:  &rep,
-		fsbs: sfs.Bsize,
-		pid:  os.Getpid(),
+		cfg:     cfg,
+		fds:     fds,
+		rng:     NewRNG(DeriveSeed(cfg.Seed, roleDefrag, uint64(cfg.ID))),
+		rep:     &rep,
+		fsbs:    sfs.Bsize,
+		pid:     os.Getpid(),
+		donorFD: -1,
+	}
+	rep.Donor = cfg.Donor
+	if cfg.Donor != DonorFresh {
+		if err := d.openLongDonor(); err != nil {
+			return DefragReport{}, err
+		}
+		defer unix.Close(d.donorFD)
 	}
 	start := time.Now()
 	for time.Since(start) < cfg.Duration && ctx.Err() == nil {
 		d.once()
 	}
 	rep.ElapsedS = time.Since(start).Seconds()
+	if rep.ElapsedS > 0 {
+		rep.MovesPerS = float64(rep.Results["moved"]) / rep.ElapsedS
+		rep.AttemptsPerS = float64(rep.Attempts) / rep.ElapsedS
+	}
 	rep.Errors = d.errs.strings()
 	return rep, nil
 }
@@ -186,7 +238,7 @@ func (d *defragger) once() {
 	if d.cfg.Rejournal {
 		d.rejournal(orig)
 	}
-	donor, name, err := d.makeDonor(st.Size, first, r)
+	donor, release, err := d.acquireDonor(st.Size, first, r)
 	if err != nil {
 		return
 	}
@@ -212,10 +264,100 @@ func (d *defragger) once() {
 			d.rep.FlagClearedAfter++
 		}
 	}
-	unix.Close(donor)
-	if err := unix.Unlink(name); err != nil {
-		d.setupErr("unlink-donor", err)
+	release()
+}
+
+// acquireDonor returns a donor whose blocks [first, first+n) are allocated,
+// and the function to call once the attempt is over.
+func (d *defragger) acquireDonor(size, first, n int64) (int, func(), error) {
+	switch d.cfg.Donor {
+	case DonorShared:
+		if err := d.ensureDonorRange(first, n); err != nil {
+			return -1, nil, err
+		}
+		return d.donorFD, func() {}, nil
+	case DonorInplace:
+		if err := unix.Fallocate(d.donorFD, 0, first*d.fsbs, n*d.fsbs); err != nil {
+			d.setupErr("donor-fallocate", err)
+			return -1, nil, err
+		}
+		return d.donorFD, func() {
+			if err := unix.Ftruncate(d.donorFD, 0); err != nil {
+				d.setupErr("donor-ftruncate", err)
+			}
+		}, nil
 	}
+	fd, name, err := d.makeDonor(size, first, n)
+	if err != nil {
+		return -1, nil, err
+	}
+	return fd, func() {
+		unix.Close(fd)
+		if err := unix.Unlink(name); err != nil {
+			d.setupErr("unlink-donor", err)
+		}
+	}, nil
+}
+
+// openLongDonor creates the worker's long-lived donor for the shared and
+// inplace strategies and unlinks it at once (as e4defrag and fio do), so a
+// killed worker leaves nothing behind. The shared donor is sized and
+// fallocated to the largest work file; the inplace donor starts empty.
+func (d *defragger) openLongDonor() error {
+	name := filepath.Join(d.cfg.DonorDir, fmt.Sprintf("pbdonor-%d-%d-%s", d.pid, d.cfg.ID, d.cfg.Donor))
+	fd, err := unix.Open(name, unix.O_CREAT|unix.O_RDWR|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("defrag create %s donor %s: %w", d.cfg.Donor, name, err)
+	}
+	if err := unix.Unlink(name); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("defrag unlink donor %s: %w", name, err)
+	}
+	fail := func(op string, err error) error {
+		unix.Close(fd)
+		return fmt.Errorf("defrag %s donor %s: %s: %w", d.cfg.Donor, name, op, err)
+	}
+	if flags, err := GetFlags(fd); err == nil && flags&FSJournalDataFL != 0 {
+		if err := SetFlags(fd, flags&^FSJournalDataFL); err != nil {
+			return fail("clear journal flag", err)
+		}
+	}
+	if d.cfg.Donor == DonorShared {
+		var size int64
+		for i, ofd := range d.fds {
+			var st unix.Stat_t
+			if err := unix.Fstat(ofd, &st); err != nil {
+				return fail("stat "+FileName(i), err)
+			}
+			size = max(size, st.Size)
+		}
+		if size > 0 {
+			if err := unix.Fallocate(fd, 0, 0, size); err != nil {
+				return fail("fallocate", err)
+			}
+		}
+	}
+	d.donorFD = fd
+	return nil
+}
+
+// ensureDonorRange makes sure the shared donor has blocks [first,
+// first+n) allocated (written or unwritten), fallocating them again when
+// FIEMAP shows a hole there or cannot tell.
+func (d *defragger) ensureDonorRange(first, n int64) error {
+	off, length := first*d.fsbs, n*d.fsbs
+	got, err := AllocatedBytes(d.donorFD, off, length)
+	if err != nil {
+		d.setupErr("donor-fiemap", err)
+	} else if got >= length {
+		return nil
+	}
+	d.rep.DonorRefallocs++
+	if err := unix.Fallocate(d.donorFD, 0, off, length); err != nil {
+		d.setupErr("donor-fallocate", err)
+		return err
+	}
+	return nil
 }
 
 // move runs one MOVE_EXT attempt, retrying the unmoved rest after EBUSY

@@ -297,3 +297,40 @@ func TestReadBackCatchesLostWrite(t *testing.T) {
 		t.Fatalf("read-back report %+v", w.rep)
 	}
 }
+
+// TestWriteRatesAndFdatasync checks the per-writer rates, the thread's
+// fault count (an mmap writer faults, a pwrite writer barely) and that
+// --fdatasync-every is honoured on its own.
+func TestWriteRatesAndFdatasync(t *testing.T) {
+	l := testLayout(t, 2)
+	if _, err := Prepare(l, false); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	m, err := Write(ctx, WriteConfig{Layout: l, Mode: ModeMmap, ID: 0, Duration: 300 * time.Millisecond, DontneedOneIn: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Write(ctx, WriteConfig{Layout: l, Mode: ModePwrite, ID: 1, Duration: 300 * time.Millisecond, FdatasyncEvery: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("mmap: %d writes %.0f/s faults %d (%.0f/s, process %d); pwrite: %d writes %.0f/s faults %d, %d fdatasyncs",
+		m.Writes, m.WritesPerS, m.FaultsThread, m.FaultsPerS, m.FaultsHint, p.Writes, p.WritesPerS, p.FaultsThread, p.Fdatasyncs)
+	for _, r := range []WriteReport{m, p} {
+		if r.Writes == 0 || r.WritesPerS != float64(r.Writes)/r.ElapsedS || r.FaultsPerS != float64(r.FaultsThread)/r.ElapsedS {
+			t.Fatalf("%s rates: %+v", r.Mode, r)
+		}
+	}
+	// Every MADV_DONTNEED leaves at least one zapped page the next write
+	// to it faults in again, and the first write to each page faults too.
+	if m.Dontneeds == 0 || m.FaultsThread < int64(l.Files) || m.FaultsThread <= p.FaultsThread {
+		t.Fatalf("mmap writer faults %d (dontneeds %d), pwrite writer faults %d", m.FaultsThread, m.Dontneeds, p.FaultsThread)
+	}
+	if p.Fdatasyncs != p.Writes/7 || p.Fsyncs != 0 {
+		t.Fatalf("fdatasyncs %d fsyncs %d after %d writes, want %d and 0", p.Fdatasyncs, p.Fsyncs, p.Writes, p.Writes/7)
+	}
+	if _, err := Write(ctx, WriteConfig{Layout: l, Mode: ModePwrite, ID: 1, Duration: time.Second, FdatasyncEvery: -1}); err == nil {
+		t.Fatal("negative --fdatasync-every accepted")
+	}
+}

@@ -13,6 +13,8 @@ func Mix64(z uint64) uint64 {
 const (
 	roleWrite  uint64 = 0x7772697465 // "write"
 	roleDefrag uint64 = 0x646566726167
+	// roleE4defrag is "e4dfrg": the e4defrag tool worker's file choices.
+	roleE4defrag uint64 = 0x653464667267
 )
 
 // DeriveSeed returns the stream seed for worker id of the given role.

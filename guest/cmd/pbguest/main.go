@@ -20,12 +20,13 @@ import (
 	"patchbay/guest"
 )
 
-const usage = `usage: pbguest <prepare|write|defrag|verify> [flags]
+const usage = `usage: pbguest <prepare|write|defrag|e4defrag|verify> [flags]
 
 common flags: --dir DIR --files N --blocks B --block-size BYTES --writers W --seed S
   prepare [--journal-data]
-  write   --mode mmap|pwrite --id I [--duration 20s] [--msync-every K] [--fsync-every K] [--dontneed-one-in N] [--check-every K]
-  defrag  [--donor-dir DIR] [--id I] [--duration 20s] [--range-blocks R] [--rejournal] [--reopen-one-in N] [--busy-retries N]
+  write   --mode mmap|pwrite --id I [--duration 20s] [--msync-every K] [--fsync-every K] [--fdatasync-every K] [--dontneed-one-in N] [--check-every K]
+  defrag  [--donor fresh|shared|inplace] [--donor-dir DIR] [--id I] [--duration 20s] [--range-blocks R] [--rejournal] [--reopen-one-in N] [--busy-retries N]
+  e4defrag [--id I] [--duration 20s] [--timeout 60s] [--e4defrag PATH] [--keep-lines 20]
   verify  [--phase NAME] [--expect F ...] [--mmap] [--max-report 50]
 `
 
@@ -56,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		out, err = cmdWrite(ctx, args[1:], stderr)
 	case "defrag":
 		out, err = cmdDefrag(ctx, args[1:], stderr)
+	case "e4defrag":
+		out, err = cmdE4defrag(ctx, args[1:], stderr)
 	case "verify":
 		out, err = cmdVerify(args[1:], stderr)
 	case "-h", "--help", "help":
@@ -141,6 +144,7 @@ func cmdWrite(ctx context.Context, args []string, stderr io.Writer) (any, error)
 	fs.IntVar(&c.MsyncEvery, "msync-every", 0, "mmap: msync(MS_SYNC) the file every K writes (0 = never)")
 	fs.IntVar(&c.CheckEvery, "check-every", 0, "pread one written block back every K writes and compare (0 = never)")
 	fs.IntVar(&c.FsyncEvery, "fsync-every", 0, "fsync the file every K writes (0 = never)")
+	fs.IntVar(&c.FdatasyncEvery, "fdatasync-every", 0, "fdatasync the file every K writes (0 = never)")
 	fs.IntVar(&c.DontneedOneIn, "dontneed-one-in", 32, "mmap: MADV_DONTNEED a random range after 1 in N writes (0 = never)")
 	if err := parse(fs, args); err != nil {
 		return nil, err
@@ -160,6 +164,7 @@ func cmdWrite(ctx context.Context, args []string, stderr io.Writer) (any, error)
 func cmdDefrag(ctx context.Context, args []string, stderr io.Writer) (any, error) {
 	var c guest.DefragConfig
 	fs := newFlags("defrag", stderr, &c.Layout)
+	fs.StringVar(&c.Donor, "donor", guest.DonorFresh, "donor strategy: fresh (new donor per attempt), shared (one per worker, reused), inplace (fallocate, move, ftruncate 0 each attempt, like fio inplace=1)")
 	fs.StringVar(&c.DonorDir, "donor-dir", "", "where to create donor files, same file system as --dir (default --dir)")
 	fs.IntVar(&c.ID, "id", 0, "defrag worker id (seeds the stream, names donors)")
 	fs.DurationVar(&c.Duration, "duration", 20*time.Second, "how long to move extents")
@@ -173,7 +178,32 @@ func cmdDefrag(ctx context.Context, args []string, stderr io.Writer) (any, error
 	if c.Dir == "" {
 		return nil, usageError{errors.New("--dir is required")}
 	}
+	switch c.Donor {
+	case guest.DonorFresh, guest.DonorShared, guest.DonorInplace:
+	default:
+		return nil, usageError{fmt.Errorf("--donor must be fresh, shared or inplace, got %q", c.Donor)}
+	}
 	return guest.Defrag(ctx, c)
+}
+
+func cmdE4defrag(ctx context.Context, args []string, stderr io.Writer) (any, error) {
+	var c guest.E4defragConfig
+	fs := newFlags("e4defrag", stderr, &c.Layout)
+	fs.IntVar(&c.ID, "id", 0, "worker id (seeds the choice of files)")
+	fs.DurationVar(&c.Duration, "duration", 20*time.Second, "how long to keep running e4defrag")
+	fs.DurationVar(&c.Timeout, "timeout", guest.DefaultE4defragTimeout, "kill one e4defrag invocation after this long")
+	fs.StringVar(&c.Tool, "e4defrag", "", "e4defrag binary (default: PATH, then /usr/sbin/e4defrag, /sbin/e4defrag)")
+	fs.IntVar(&c.KeepLines, "keep-lines", 20, "keep the last N output lines the parser did not recognise")
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	switch {
+	case c.Dir == "":
+		return nil, usageError{errors.New("--dir is required")}
+	case c.Files <= 0 || c.Duration <= 0 || c.Timeout <= 0 || c.KeepLines <= 0:
+		return nil, usageError{errors.New("--files, --duration, --timeout and --keep-lines must be > 0")}
+	}
+	return guest.E4defrag(ctx, c)
 }
 
 // multiFlag collects a repeatable string flag.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"patchbay/guest"
 )
 
 func runCmd(t *testing.T, args ...string) (int, string) {
@@ -68,9 +70,60 @@ func TestCLIExitCodes(t *testing.T) {
 		{[]string{"verify", "--dir", dir, "stray"}, 2},
 		{[]string{"verify", "--dir", dir, "--expect", filepath.Join(dir, "none.json")}, 1},
 		{[]string{"prepare", "-h"}, 0},
+		{[]string{"defrag", "--dir", dir, "--donor", "bogus"}, 2},
+		{[]string{"e4defrag", "--files", "1"}, 2},
+		{[]string{"e4defrag", "--dir", dir, "--timeout", "0s"}, 2},
+		{[]string{"e4defrag", "--dir", dir, "--e4defrag", filepath.Join(dir, "none")}, 1},
 	} {
 		if rc, out := runCmd(t, tc.args...); rc != tc.rc || (rc != 0 && out != "") {
 			t.Errorf("pbguest %v: rc %d stdout %q, want rc %d and no stdout", tc.args, rc, out, tc.rc)
 		}
+	}
+}
+
+// TestCLIDonorAndTool runs defrag with a non-default donor strategy and
+// e4defrag with a stand-in tool, and checks the new JSON fields.
+func TestCLIDonorAndTool(t *testing.T) {
+	dir := t.TempDir()
+	common := []string{"--dir", filepath.Join(dir, "work"), "--files", "2", "--blocks", "16", "--writers", "1", "--seed", "5"}
+	if rc, _ := runCmd(t, append([]string{"prepare"}, common...)...); rc != 0 {
+		t.Fatalf("prepare rc %d", rc)
+	}
+	rc, out := runCmd(t, append([]string{"write", "--mode", "pwrite", "--id", "0", "--duration", "100ms", "--fdatasync-every", "2"}, common...)...)
+	var w struct {
+		Writes     int64   `json:"writes"`
+		Fdatasyncs int64   `json:"fdatasyncs"`
+		WritesPerS float64 `json:"writes_per_s"`
+	}
+	if err := json.Unmarshal([]byte(out), &w); err != nil || rc != 0 || w.Fdatasyncs != w.Writes/2 || w.WritesPerS <= 0 {
+		t.Fatalf("write rc %d %+v %v: %s", rc, w, err, out)
+	}
+	tool := filepath.Join(dir, "e4defrag")
+	script := "#!/bin/sh\necho 'e4defrag 1.47.0 (5-Feb-2023)'\nprintf '[1/1]%s:\\t100%%  extents: 3 -> 1\\t[ OK ]\\n' \"$2\"\n"
+	if err := os.WriteFile(tool, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rc, out = runCmd(t, append([]string{"e4defrag", "--duration", "200ms", "--e4defrag", tool}, common...)...)
+	var e struct {
+		Tool       string         `json:"tool"`
+		Attempts   int            `json:"attempts"`
+		Results    map[string]int `json:"results"`
+		ExitStatus map[string]int `json:"exit_status"`
+	}
+	if err := json.Unmarshal([]byte(out), &e); err != nil || rc != 0 || e.Tool != "e4defrag" || e.Attempts == 0 ||
+		e.Results["ok"]+e.Results["no_outcome"] != e.Attempts || e.Results["ok"] == 0 {
+		t.Fatalf("e4defrag rc %d %+v %v: %s", rc, e, err, out)
+	}
+	if ok, err := guest.IsExt4(dir); err != nil || !ok {
+		t.Skipf("temp dir %s is not ext4 (%v): MOVE_EXT part skipped", dir, err)
+	}
+	rc, out = runCmd(t, append([]string{"defrag", "--donor", "shared", "--duration", "200ms", "--range-blocks", "4", "--busy-retries", "32"}, common...)...)
+	var d struct {
+		Donor     string         `json:"donor"`
+		Results   map[string]int `json:"results"`
+		MovesPerS float64        `json:"moves_per_s"`
+	}
+	if err := json.Unmarshal([]byte(out), &d); err != nil || rc != 0 || d.Donor != "shared" || d.Results["moved"] == 0 || d.MovesPerS <= 0 {
+		t.Fatalf("defrag rc %d %+v %v: %s", rc, d, err, out)
 	}
 }
