@@ -70,6 +70,10 @@ type DefragReport struct {
 	Errors           []string       `json:"errors"`
 	FSBlockSize      int64          `json:"fs_block_size"`
 	ElapsedS         float64        `json:"elapsed_s"`
+	// FilesMoved counts the work files with at least one successful move.
+	// Where the first move of a file swaps its a_ops and nothing swaps
+	// them back while it stays open (buffered iomap), it counts the swaps.
+	FilesMoved int `json:"files_moved"`
 	// Donor is the donor strategy used (fresh, shared, inplace).
 	Donor string `json:"donor"`
 	// DonorRefallocs counts, for the shared donor, attempts whose donor
@@ -136,6 +140,7 @@ type defragger struct {
 	iter int64
 	// donorFD is the worker's long-lived donor (shared, inplace); -1 for fresh.
 	donorFD int
+	moved   []bool // per work file: moved at least once
 }
 
 // Defrag moves random aligned ranges of the work files onto fallocated
@@ -177,6 +182,7 @@ func Defrag(ctx context.Context, cfg DefragConfig) (DefragReport, error) {
 		fsbs:    sfs.Bsize,
 		pid:     os.Getpid(),
 		donorFD: -1,
+		moved:   make([]bool, len(fds)),
 	}
 	rep.Donor = cfg.Donor
 	if cfg.Donor != DonorFresh {
@@ -253,6 +259,10 @@ func (d *defragger) once() {
 	d.rep.BlocksMoved += moved
 	if err == nil {
 		d.rep.Results["moved"]++
+		if !d.moved[f] {
+			d.moved[f] = true
+			d.rep.FilesMoved++
+		}
 	} else {
 		d.rep.Results[ErrnoName(err)]++
 	}

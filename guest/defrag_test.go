@@ -70,6 +70,9 @@ func TestDefragMovesExtents(t *testing.T) {
 	if rep.Transitions != 0 {
 		t.Fatalf("transitions %d without the journal flag", rep.Transitions)
 	}
+	if rep.FilesMoved < 1 || rep.FilesMoved > l.Files {
+		t.Errorf("files moved %d, want 1..%d", rep.FilesMoved, l.Files)
+	}
 	verifyAllOK(t, l, nil)
 }
 

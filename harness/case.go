@@ -152,6 +152,7 @@ type Expectation struct {
 	MaxMoved             *int `yaml:"max_moved"`              //
 	MinRefusedEOPNOTSUPP *int `yaml:"min_refused_eopnotsupp"` //
 	MinTransitions       *int `yaml:"min_transitions"`        // moves that swapped a_ops
+	MinFilesMoved        *int `yaml:"min_files_moved"`        // work files with a successful move
 	MaxBadBlocks         *int `yaml:"max_bad_blocks"`         // over all verify phases
 	FsckClean            bool `yaml:"fsck_clean"`             // e2fsck -fn exits 0
 	NoFindings           bool `yaml:"no_findings"`            // no severe console finding

@@ -75,6 +75,7 @@ type DefragResult struct {
 	Attempts    int64            `json:"attempts"`
 	Results     map[string]int64 `json:"results"`
 	Transitions int64            `json:"transitions"`
+	FilesMoved  int64            `json:"files_moved"` // work files with a successful move
 	Rejournals  int64            `json:"rejournals"`
 	BlocksMoved int64            `json:"blocks_moved"`
 	Elapsed     float64          `json:"elapsed_s"`
@@ -108,6 +109,16 @@ func (r *RunRecord) Refused(errno string) int64 {
 // Transitions sums the a_ops swaps the workload caused.
 func (r *RunRecord) Transitions() int64 {
 	return r.defragSum(func(d DefragResult) int64 { return d.Transitions })
+}
+
+// FilesMoved is the most work files one defrag worker moved: a lower bound
+// on the distinct files moved (workers may share files).
+func (r *RunRecord) FilesMoved() int64 {
+	var n int64
+	for _, d := range r.Defrag {
+		n = max(n, d.FilesMoved)
+	}
+	return n
 }
 
 // Writes sums completed block writes over the writers.

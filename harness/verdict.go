@@ -119,6 +119,7 @@ func checkExpectation(rec *RunRecord, exp Expectation) []string {
 	atMost("moves", rec.Moved(), exp.MaxMoved)
 	atLeast("EOPNOTSUPP refusals", rec.Refused("EOPNOTSUPP"), exp.MinRefusedEOPNOTSUPP)
 	atLeast("a_ops transitions", rec.Transitions(), exp.MinTransitions)
+	atLeast("work files moved", rec.FilesMoved(), exp.MinFilesMoved)
 	atMost("bad blocks", rec.BadBlocks(), exp.MaxBadBlocks)
 	if exp.MaxBadBlocks != nil {
 		for _, w := range rec.Writers {

@@ -99,3 +99,20 @@ func TestJudgeFallbackNeedsTransitions(t *testing.T) {
 		t.Fatalf("outcome %s %v", r.Outcome, r.Reasons)
 	}
 }
+
+// The iomap case's stand-in for transitions: files moved, the most any one
+// worker moved (two workers on the same files do not add up).
+func TestJudgeFilesMoved(t *testing.T) {
+	r := stockRun()
+	r.Defrag = []DefragResult{{Results: map[string]int64{"moved": 3}, FilesMoved: 2}, {Results: map[string]int64{"moved": 1}, FilesMoved: 1}}
+	exp := Expectation{MinFilesMoved: intp(3)}
+	Judge(r, RunStatus{}, exp)
+	if r.Outcome != Fail || !strings.Contains(strings.Join(r.Reasons, ";"), "work files moved = 2, expected at least 3") {
+		t.Fatalf("outcome %s %v", r.Outcome, r.Reasons)
+	}
+	exp.MinFilesMoved = intp(2)
+	Judge(r, RunStatus{}, exp)
+	if r.Outcome != Pass {
+		t.Fatalf("outcome %s %v", r.Outcome, r.Reasons)
+	}
+}
