@@ -25,6 +25,10 @@ type DefragConfig struct {
 	// that pins the just-moved buffers) and retry the rest of the range
 	// up to this many times. 0 = count EBUSY and move on.
 	BusyRetries int
+	// EvictOneIn: before 1 in N attempts, drop the clean cached pages of
+	// the range (POSIX_FADV_DONTNEED), so that the move has to read blocks
+	// that are not in the page cache. 0 = never.
+	EvictOneIn int
 	// Donor is the donor strategy: DonorFresh (also ""), DonorShared or
 	// DonorInplace. Every strategy uses donor_start = orig_start, as
 	// e4defrag and fio do.
@@ -70,6 +74,9 @@ type DefragReport struct {
 	Errors           []string       `json:"errors"`
 	FSBlockSize      int64          `json:"fs_block_size"`
 	ElapsedS         float64        `json:"elapsed_s"`
+	// Evictions counts ranges whose clean cached pages were dropped before
+	// the move (EvictOneIn).
+	Evictions int64 `json:"evictions"`
 	// FilesMoved counts the work files with at least one successful move.
 	// Where the first move of a file swaps its a_ops and nothing swaps
 	// them back while it stays open (buffered iomap), it counts the swaps.
@@ -98,8 +105,8 @@ func (c *DefragConfig) validate() error {
 	if c.RangeBlocks <= 0 {
 		return fmt.Errorf("--range-blocks must be > 0, got %d", c.RangeBlocks)
 	}
-	if c.ReopenOneIn < 0 || c.BusyRetries < 0 {
-		return errors.New("--reopen-one-in and --busy-retries must be >= 0")
+	if c.ReopenOneIn < 0 || c.BusyRetries < 0 || c.EvictOneIn < 0 {
+		return errors.New("--reopen-one-in, --busy-retries and --evict-one-in must be >= 0")
 	}
 	switch c.Donor {
 	case "":
@@ -243,6 +250,14 @@ func (d *defragger) once() {
 
 	if d.cfg.Rejournal {
 		d.rejournal(orig)
+	}
+	// Drawn only when enabled, so other runs keep their random sequence.
+	if d.cfg.EvictOneIn > 0 && d.rng.Intn(d.cfg.EvictOneIn) == 0 {
+		if err := unix.Fadvise(orig, first*d.fsbs, r*d.fsbs, unix.FADV_DONTNEED); err != nil {
+			d.setupErr("fadvise-dontneed", err)
+		} else {
+			d.rep.Evictions++
+		}
 	}
 	donor, release, err := d.acquireDonor(st.Size, first, r)
 	if err != nil {

@@ -348,3 +348,27 @@ func TestAllocatedBytes(t *testing.T) {
 		}
 	}
 }
+
+// With --evict-one-in the worker drops the range's cached pages before
+// moving, so moves read uncached blocks; the data must still verify.
+func TestDefragEvictsBeforeMoving(t *testing.T) {
+	l := testLayout(t, 1)
+	requireExt4(t, l.Dir)
+	if _, err := Prepare(l, false); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Defrag(context.Background(), DefragConfig{Layout: l, Duration: 500 * time.Millisecond, RangeBlocks: 4, EvictOneIn: 2, BusyRetries: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Evictions == 0 || rep.Evictions >= rep.Attempts || rep.Results["moved"] == 0 {
+		t.Fatalf("evictions %d of %d attempts, %d moved: want some, not all", rep.Evictions, rep.Attempts, rep.Results["moved"])
+	}
+	if len(rep.SetupErrors) != 0 {
+		t.Errorf("setup errors %v", rep.SetupErrors)
+	}
+	verifyAllOK(t, l, nil)
+	if _, err := Defrag(context.Background(), DefragConfig{Layout: l, Duration: time.Millisecond, RangeBlocks: 4, EvictOneIn: -1}); err == nil {
+		t.Error("--evict-one-in -1 accepted")
+	}
+}

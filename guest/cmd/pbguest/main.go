@@ -172,6 +172,7 @@ func cmdDefrag(ctx context.Context, args []string, stderr io.Writer) (any, error
 	fs.BoolVar(&c.Rejournal, "rejournal", false, "set FS_JOURNAL_DATA_FL again whenever a move cleared it")
 	fs.IntVar(&c.ReopenOneIn, "reopen-one-in", 16, "close and reopen the orig file before 1 in N attempts (0 = never)")
 	fs.IntVar(&c.BusyRetries, "busy-retries", 0, "on EBUSY fsync the orig and retry the rest of the range up to N times")
+	fs.IntVar(&c.EvictOneIn, "evict-one-in", 0, "before 1 in N moves drop the range's clean cached pages (POSIX_FADV_DONTNEED), so the move reads uncached blocks (0 = never)")
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}
