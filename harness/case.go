@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"patchbay/images"
 	"patchbay/kernel"
 )
 
@@ -52,6 +53,16 @@ type VMSpec struct {
 	CPUs        int      `yaml:"cpus"`
 	ScratchMB   int      `yaml:"scratch_mb"`
 	BootTimeout Duration `yaml:"boot_timeout"`
+	// Packages are Debian packages installed in the guest image on top of
+	// the stock recipe (e.g. [fio]); a case that asks gets an image of its
+	// own, every other case keeps the stock image.
+	Packages []string `yaml:"packages"`
+}
+
+// ImageRecipe is the guest image this VM boots: the stock recipe plus the
+// case's packages.
+func (v VMSpec) ImageRecipe() images.Recipe {
+	return images.DefaultRecipe().WithPackages(v.Packages...)
 }
 
 // FilesystemSpec says how the scratch disk is made and mounted.
@@ -67,6 +78,10 @@ type FilesystemSpec struct {
 
 // WorkloadSpec sizes the guest workload.
 type WorkloadSpec struct {
+	// Kind is the workload: "patchbay" (the default: pbguest's writers,
+	// defrag workers and block oracle) or "fio" (the job file of Fio).
+	Kind          string   `yaml:"kind"`
+	Fio           FioSpec  `yaml:"fio"`
 	Duration      Duration `yaml:"duration"`
 	Files         int      `yaml:"files"`
 	Blocks        int      `yaml:"blocks"` // per file, 4 KiB each
@@ -267,6 +282,9 @@ func (c *Case) applyDefaults() {
 	setInt(&c.Workload.Files, 4)
 	setInt(&c.Workload.Blocks, 256)
 	setInt(&c.Workload.Defrag.RangeBlocks, 16)
+	if c.Workload.Kind == "" {
+		c.Workload.Kind = WorkloadPatchbay
+	}
 	if c.Workload.Duration == 0 {
 		c.Workload.Duration = Duration(20 * time.Second)
 	}
@@ -308,6 +326,12 @@ func (c *Case) validate(root *yaml.Node) error {
 	if c.VM.ScratchMB < 64 {
 		bad("vm.scratch_mb", "must be at least 64")
 	}
+	for i, p := range c.VM.Packages {
+		if !debianPackage.MatchString(p) {
+			bad(fmt.Sprintf("vm.packages.%d", i), fmt.Sprintf("%q is not a Debian package name", p))
+		}
+	}
+	c.validateWorkloadKind(bad)
 	w := c.Workload
 	if w.Duration.D() <= 0 {
 		bad("workload.duration", "must be positive")
@@ -321,7 +345,7 @@ func (c *Case) validate(root *yaml.Node) error {
 	if w.MmapWriters < 0 || w.PwriteWriters < 0 || w.Defrag.Workers < 0 {
 		bad("workload", "worker counts cannot be negative")
 	}
-	if w.MmapWriters+w.PwriteWriters == 0 {
+	if w.MmapWriters+w.PwriteWriters == 0 && w.Kind != WorkloadFio {
 		bad("workload.mmap_writers", "need at least one mmap or pwrite writer")
 	}
 	if w.Defrag.RangeBlocks < 1 {

@@ -388,6 +388,9 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, e
 	if _, err := g.sh(ctx, 2*time.Minute, "setup.txt", cmd); err != nil {
 		return "", err
 	}
+	if r.Case.Workload.Kind == WorkloadFio {
+		return "", nil // fio lays out its own files
+	}
 	trace := newIomapTrace()
 	if fs.CheckBufferedIomap {
 		if reason, err := trace.start(ctx, g, rec); err != nil || reason != "" {
@@ -445,6 +448,9 @@ func mountOpts(o string) string {
 // workload starts every writer and defrag worker in its own SSH session at
 // once and waits for all of them.
 func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
+	if r.Case.Workload.Kind == WorkloadFio {
+		return r.fioWorkload(ctx, g, rec)
+	}
 	w := r.Case.Workload
 	dur := w.Duration.D()
 	grace := r.WorkloadGrace
@@ -523,6 +529,12 @@ func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
 // verify checks every block live, after dropping the page cache, and after
 // a remount; then e2fsck -fn on the unmounted disk.
 func (r *Runner) verify(ctx context.Context, g *guest, rec *RunRecord) error {
+	if r.Case.Workload.Kind == WorkloadFio {
+		if err := r.fioVerify(ctx, g, rec); err != nil {
+			return err
+		}
+		return r.fsck(ctx, g, rec)
+	}
 	w := r.Case.Workload
 	expect := ""
 	for i := 0; i < w.MmapWriters+w.PwriteWriters; i++ {
@@ -554,6 +566,11 @@ func (r *Runner) verify(ctx context.Context, g *guest, rec *RunRecord) error {
 		}
 		rec.Verify = append(rec.Verify, v)
 	}
+	return r.fsck(ctx, g, rec)
+}
+
+// fsck unmounts the scratch file system and runs e2fsck -fn on it.
+func (r *Runner) fsck(ctx context.Context, g *guest, rec *RunRecord) error {
 	if _, err := g.sh(ctx, 2*time.Minute, "", "umount "+mountPoint); err != nil {
 		return err
 	}

@@ -227,7 +227,7 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	}
 	imageDone := make(chan imageResult, 1)
 	go func() {
-		img, err := (&images.Builder{CacheDir: opt.CacheDir, Progress: opt.Progress}).Ensure(ctx, images.DefaultRecipe())
+		img, err := (&images.Builder{CacheDir: opt.CacheDir, Progress: opt.Progress}).Ensure(ctx, c.VM.ImageRecipe())
 		imageDone <- imageResult{img, err}
 	}()
 	waitImage := func() (*images.Image, error) {

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +43,21 @@ func DefaultRecipe() Recipe {
 		},
 		SizeMB: 1024,
 	}
+}
+
+// WithPackages returns r with extra packages installed on top of its own,
+// in the order given, skipping any it already has. Without extras the
+// recipe, and so the image key, is r's: only cases that ask for packages
+// get an image of their own.
+func (r Recipe) WithPackages(extra ...string) Recipe {
+	pkgs := append([]string(nil), r.Packages...)
+	for _, p := range extra {
+		if !slices.Contains(pkgs, p) {
+			pkgs = append(pkgs, p)
+		}
+	}
+	r.Packages = pkgs
+	return r
 }
 
 // Image is a built guest image in the cache.

@@ -154,6 +154,9 @@ func Markdown(s *harness.Summary) string {
 }
 
 func setupLine(s *harness.Summary) string {
+	if s.Workload.Kind == harness.WorkloadFio {
+		return fmt.Sprintf("seed %d, %s, workload %s: fio job %s, verified with %s", s.Seed, s.Accel, s.Workload.Duration.D(), s.Workload.Fio.Job, s.Workload.Fio.Verify)
+	}
 	return fmt.Sprintf("seed %d, %s, workload %s: %d files x %d blocks, %d mmap + %d pwrite writers, %d defrag worker(s)",
 		s.Seed, s.Accel, s.Workload.Duration.D(), s.Workload.Files, s.Workload.Blocks,
 		s.Workload.MmapWriters, s.Workload.PwriteWriters, s.Workload.Defrag.Workers)
