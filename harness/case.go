@@ -89,12 +89,33 @@ type WorkloadSpec struct {
 	PwriteWriters int      `yaml:"pwrite_writers"`
 	MsyncEvery    int      `yaml:"msync_every"`
 	CheckEvery    int      `yaml:"check_every"` // writers read a written block back every K writes
-	Defrag        struct {
+	// Writers fsync / fdatasync their file every K writes (0 = never).
+	FsyncEvery     int `yaml:"fsync_every"`
+	FdatasyncEvery int `yaml:"fdatasync_every"`
+	Defrag         struct {
 		Workers     int  `yaml:"workers"`
 		RangeBlocks int  `yaml:"range_blocks"`
 		Rejournal   bool `yaml:"rejournal"` // set +j again after a fallback cleared it
+		// Tool: "ioctl" (default), pbguest's own EXT4_IOC_MOVE_EXT calls,
+		// counted by errno; or "e4defrag", the e2fsprogs tool, whose
+		// outcomes are only what it prints (it reports refusals as
+		// "ioctl:Success"), so expectations on moves do not apply.
+		Tool string `yaml:"tool"`
+		// Donor: fresh (default, a new donor file per move), shared (one
+		// per worker) or inplace (fallocate, move, truncate, as fio's
+		// e4defrag engine with inplace=1). ioctl tool only.
+		Donor string `yaml:"donor"`
+		// EvictOneIn: before 1 in N moves, drop the range's clean cached
+		// pages, so moves also read blocks that are not cached. 0 = never.
+		EvictOneIn int `yaml:"evict_one_in"`
 	} `yaml:"defrag"`
 }
+
+// Defrag tools (WorkloadSpec.Defrag.Tool).
+const (
+	DefragIoctl    = "ioctl"
+	DefragE4defrag = "e4defrag"
+)
 
 // Variant is one kernel to compare: the base plus patches, and what its runs
 // must show. Its patch stack (PatchStack) is: Base's stack, then Patches;
@@ -285,6 +306,9 @@ func (c *Case) applyDefaults() {
 	if c.Workload.Kind == "" {
 		c.Workload.Kind = WorkloadPatchbay
 	}
+	if c.Workload.Defrag.Tool == "" {
+		c.Workload.Defrag.Tool = DefragIoctl
+	}
 	if c.Workload.Duration == 0 {
 		c.Workload.Duration = Duration(20 * time.Second)
 	}
@@ -350,6 +374,29 @@ func (c *Case) validate(root *yaml.Node) error {
 	}
 	if w.Defrag.RangeBlocks < 1 {
 		bad("workload.defrag.range_blocks", "must be positive")
+	}
+	if w.FsyncEvery < 0 || w.FdatasyncEvery < 0 || w.Defrag.EvictOneIn < 0 {
+		bad("workload", "fsync_every, fdatasync_every and defrag.evict_one_in cannot be negative")
+	}
+	switch w.Defrag.Donor {
+	case "", "fresh", "shared", "inplace":
+	default:
+		bad("workload.defrag.donor", fmt.Sprintf("%q: want fresh (default), shared or inplace", w.Defrag.Donor))
+	}
+	switch w.Defrag.Tool {
+	case DefragIoctl:
+	case DefragE4defrag:
+		if w.Defrag.Donor != "" || w.Defrag.EvictOneIn != 0 || w.Defrag.Rejournal {
+			bad("workload.defrag.tool", "e4defrag makes its own donors: donor, evict_one_in and rejournal are for the ioctl tool")
+		}
+		for name, v := range c.Variants {
+			e := v.Expect
+			if e.MinMoved != nil || e.MaxMoved != nil || e.MinRefusedEOPNOTSUPP != nil || e.MinTransitions != nil || e.MinFilesMoved != nil {
+				bad("variants."+name+".expect", "workload.defrag.tool e4defrag: moves and refusals are the tool's claims, not counted results; expect them only with the ioctl tool")
+			}
+		}
+	default:
+		bad("workload.defrag.tool", fmt.Sprintf("%q: want ioctl (default) or e4defrag", w.Defrag.Tool))
 	}
 	need := int64(w.Files) * int64(w.Blocks) * 4096 * 3 // files + donors + slack
 	if need > int64(c.VM.ScratchMB)<<20 {

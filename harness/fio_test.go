@@ -292,3 +292,26 @@ func TestSeededBugPatchesSayTheyAreBugs(t *testing.T) {
 		}
 	}
 }
+
+func TestDefragOptionValidation(t *testing.T) {
+	base := "name: x\nkernel: {source: debian:linux-source-6.12}\n"
+	for _, tc := range []struct{ yaml, want string }{
+		{"workload: {mmap_writers: 1, fdatasync_every: 8, defrag: {donor: shared, evict_one_in: 4}}\nvariants: {a: {expect: {min_moved: 1}}}\n", ""},
+		{"workload: {mmap_writers: 1, defrag: {donor: reuse}}\nvariants: {a: {}}\n", `workload.defrag.donor: "reuse"`},
+		{"workload: {mmap_writers: 1, defrag: {tool: e4defrag}}\nvariants: {a: {expect: {max_bad_blocks: 0}}}\n", ""},
+		{"workload: {mmap_writers: 1, defrag: {tool: e4defrag}}\nvariants: {a: {expect: {min_moved: 1}}}\n", "variants.a.expect: workload.defrag.tool e4defrag"},
+		{"workload: {mmap_writers: 1, defrag: {tool: e4defrag, donor: shared}}\nvariants: {a: {}}\n", "e4defrag makes its own donors"},
+		{"workload: {mmap_writers: 1, defrag: {tool: defrag}}\nvariants: {a: {}}\n", `workload.defrag.tool: "defrag"`},
+		{"workload: {mmap_writers: 1, fsync_every: -1}\nvariants: {a: {}}\n", "cannot be negative"},
+	} {
+		c, err := ParseCase("/tmp/x/case.yaml", []byte(base+tc.yaml))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: %v", tc.yaml, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q: error %v, want %q", tc.yaml, err, tc.want)
+		case tc.want == "" && c.Workload.Defrag.Tool == "":
+			t.Errorf("%q: no default defrag tool", tc.yaml)
+		}
+	}
+}

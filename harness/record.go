@@ -68,6 +68,8 @@ type WriterResult struct {
 	Readbacks   int64    `json:"readbacks"`
 	ReadbackBad int64    `json:"readback_bad"`
 	BadReads    []string `json:"bad_readbacks,omitempty"`
+	WritesPerS  float64  `json:"writes_per_s"`
+	FaultsPerS  float64  `json:"faults_per_s"` // page faults/s of the writing thread
 }
 
 // DefragResult is what one guest defrag worker reported.
@@ -75,7 +77,11 @@ type DefragResult struct {
 	Attempts    int64            `json:"attempts"`
 	Results     map[string]int64 `json:"results"`
 	Transitions int64            `json:"transitions"`
-	FilesMoved  int64            `json:"files_moved"` // work files with a successful move
+	FilesMoved  int64            `json:"files_moved"`     // work files with a successful move
+	Tool        string           `json:"tool,omitempty"`  // "e4defrag": Results are what the tool printed
+	Donor       string           `json:"donor,omitempty"` // fresh, shared or inplace
+	Evictions   int64            `json:"evictions"`       // ranges dropped from the page cache before a move
+	MovesPerS   float64          `json:"moves_per_s"`
 	Rejournals  int64            `json:"rejournals"`
 	BlocksMoved int64            `json:"blocks_moved"`
 	Elapsed     float64          `json:"elapsed_s"`

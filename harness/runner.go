@@ -475,6 +475,12 @@ func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
 		if w.CheckEvery > 0 {
 			cmd += fmt.Sprintf(" --check-every %d", w.CheckEvery)
 		}
+		if w.FsyncEvery > 0 {
+			cmd += fmt.Sprintf(" --fsync-every %d", w.FsyncEvery)
+		}
+		if w.FdatasyncEvery > 0 {
+			cmd += fmt.Sprintf(" --fdatasync-every %d", w.FdatasyncEvery)
+		}
 		jobs = append(jobs, job{name: fmt.Sprintf("writer-%d", i), cmd: cmd + " > " + guestTmp + fmt.Sprintf("/writer-%d.json", i) + " && cat " + guestTmp + fmt.Sprintf("/writer-%d.json", i)})
 	}
 	for i := 0; i < w.Defrag.Workers; i++ {
@@ -482,6 +488,15 @@ func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
 			guestBin, r.common(rec.Seed), i, donorDir, i, dur, w.Defrag.RangeBlocks)
 		if w.Defrag.Rejournal {
 			cmd += " --rejournal"
+		}
+		if w.Defrag.Donor != "" {
+			cmd += " --donor " + w.Defrag.Donor
+		}
+		if w.Defrag.EvictOneIn > 0 {
+			cmd += fmt.Sprintf(" --evict-one-in %d", w.Defrag.EvictOneIn)
+		}
+		if w.Defrag.Tool == DefragE4defrag {
+			cmd = fmt.Sprintf("%s e4defrag %s --id %d --duration %s", guestBin, r.common(rec.Seed), i, dur)
 		}
 		jobs = append(jobs, job{name: fmt.Sprintf("defrag-%d", i), cmd: fmt.Sprintf("mkdir -p %s/d%d && %s", donorDir, i, cmd), defrag: true})
 	}

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -79,12 +81,102 @@ func tableRows(s *harness.Summary) []row {
 			return strings.Join(findingLines(v, st), "<br>")
 		}},
 	}
+	// Rates come before the verdict rows: how hard each run pushed.
+	rates := []row{
+		{"writes/s per writer (faults/s)", only(writerRateCell)},
+		{"moves/s per defrag worker", only(moveRateCell)},
+	}
+	at := slices.IndexFunc(rows, func(r row) bool { return r.name == "bad blocks live/dropcache/remount" })
+	rows = slices.Insert(rows, at, rates...)
+	if s.Workload.Defrag.Tool == harness.DefragE4defrag {
+		rows = slices.Insert(rows, at, row{"e4defrag outcomes (as it printed them)", only(e4defragCell)})
+	}
 	if tracedIomap(s) {
 		// Evidence that the runs used the buffered iomap path at all.
 		iomap := row{"buffered iomap events setup/workload; folios above order 0", only(iomapCell)}
 		rows = append(rows[:len(rows)-1], iomap, rows[len(rows)-1])
 	}
 	return rows
+}
+
+// writerRateCell is the mean writes/s (and faults/s of the writing thread)
+// per writer of each mode over the variant's runs.
+func writerRateCell(v *harness.VariantSummary) string {
+	type acc struct {
+		writes, faults float64
+		n              int
+	}
+	by := map[string]*acc{}
+	for _, r := range v.Runs {
+		for _, w := range r.Writers {
+			a := by[w.Mode]
+			if a == nil {
+				a = &acc{}
+				by[w.Mode] = a
+			}
+			a.writes, a.faults, a.n = a.writes+w.WritesPerS, a.faults+w.FaultsPerS, a.n+1
+		}
+	}
+	if len(by) == 0 {
+		return "-"
+	}
+	modes := make([]string, 0, len(by))
+	for m := range by {
+		modes = append(modes, m)
+	}
+	sort.Strings(modes)
+	var parts []string
+	for _, m := range modes {
+		a := by[m]
+		parts = append(parts, fmt.Sprintf("%s %.0f (%.0f)", m, a.writes/float64(a.n), a.faults/float64(a.n)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// moveRateCell is the mean successful moves/s per ioctl defrag worker.
+func moveRateCell(v *harness.VariantSummary) string {
+	var sum float64
+	n := 0
+	for _, r := range v.Runs {
+		for _, d := range r.Defrag {
+			if d.Tool != harness.DefragE4defrag {
+				sum, n = sum+d.MovesPerS, n+1
+			}
+		}
+	}
+	if n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", sum/float64(n))
+}
+
+// e4defragCell sums the outcome classes e4defrag printed.
+func e4defragCell(v *harness.VariantSummary) string {
+	sum := map[string]int64{}
+	for _, r := range v.Runs {
+		for _, d := range r.Defrag {
+			if d.Tool == harness.DefragE4defrag {
+				for k, c := range d.Results {
+					if c > 0 {
+						sum[k] += c
+					}
+				}
+			}
+		}
+	}
+	if len(sum) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(sum))
+	for k := range sum {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, sum[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // tracedIomap: some run counted buffered-iomap events (check_buffered_iomap).
@@ -228,6 +320,9 @@ func sumCell(v *harness.VariantSummary, f func(*harness.RunRecord) int64) string
 func otherErrors(r *harness.RunRecord) int64 {
 	var n int64
 	for _, d := range r.Defrag {
+		if d.Tool == harness.DefragE4defrag {
+			continue // what the tool printed, in its own row
+		}
 		for k, c := range d.Results {
 			if k != "moved" && k != "EOPNOTSUPP" {
 				n += c

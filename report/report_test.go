@@ -203,3 +203,30 @@ func TestIomapRow(t *testing.T) {
 		t.Errorf("iomap row missing or wrong:\n%s", md)
 	}
 }
+
+// Rates are per writer mode and per ioctl worker; e4defrag's printed
+// outcomes get their own row and never count as move errors.
+func TestRateAndE4defragRows(t *testing.T) {
+	s := sample()
+	s.Variants[1].Runs = s.Variants[1].Runs[:1]
+	r := s.Variants[1].Runs[0]
+	r.Writers = []harness.WriterResult{{Mode: "mmap", WritesPerS: 1000, FaultsPerS: 900}, {Mode: "mmap", WritesPerS: 1200, FaultsPerS: 1100}, {Mode: "pwrite", WritesPerS: 3500}}
+	r.Defrag[0].MovesPerS = 40
+	md := Markdown(s)
+	if !strings.Contains(md, "| writes/s per writer (faults/s) |") || !strings.Contains(md, "mmap 1100 (1000), pwrite 3500 (0)") {
+		t.Errorf("writer rates missing:\n%s", md)
+	}
+	if strings.Contains(md, "e4defrag outcomes") {
+		t.Error("e4defrag row without the e4defrag tool")
+	}
+	s.Workload.Defrag.Tool = harness.DefragE4defrag
+	r.Defrag = append(r.Defrag, harness.DefragResult{Tool: harness.DefragE4defrag, Results: map[string]int64{"ok_unchanged": 7, "move_ext:EOPNOTSUPP": 2}})
+	other := otherErrors(r)
+	md = Markdown(s)
+	if !strings.Contains(md, "move_ext:EOPNOTSUPP 2, ok_unchanged 7") {
+		t.Errorf("e4defrag row missing:\n%s", md)
+	}
+	if other != 1 {
+		t.Errorf("other move errors %d: e4defrag's classes must not count", other)
+	}
+}
