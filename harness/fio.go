@@ -71,6 +71,9 @@ func (c *Case) validateWorkloadKind(bad func(field, msg string)) {
 		if c.Filesystem.CheckBufferedIomap {
 			bad("filesystem.check_buffered_iomap", "needs workload.kind patchbay: the check counts iomap events while pbguest prepare writes the work files")
 		}
+		if c.Filesystem.JournalData {
+			bad("filesystem.journal_data", "needs workload.kind patchbay: pbguest prepare sets +j on its work files, fio makes its own")
+		}
 	default:
 		bad("workload.kind", fmt.Sprintf("%q: want %s (default) or %s", w.Kind, WorkloadPatchbay, WorkloadFio))
 	}

@@ -198,6 +198,7 @@ func TestFioCaseValidation(t *testing.T) {
 		{"workload: {mmap_writers: 1}\n", ""},
 		{"vm: {packages: [fio]}\nworkload: {kind: fio, fio: {job: job.fio, verify: check.fio}}\n", ""},
 		{"vm: {packages: [fio]}\nfilesystem: {check_buffered_iomap: true}\nworkload: {kind: fio, fio: {job: job.fio, verify: check.fio}}\n", "filesystem.check_buffered_iomap: needs workload.kind patchbay"},
+		{"vm: {packages: [fio]}\nfilesystem: {journal_data: true, mount_options: nodelalloc}\nworkload: {kind: fio, fio: {job: job.fio, verify: check.fio}}\n", "filesystem.journal_data: needs workload.kind patchbay"},
 		{"workload: {kind: fio, fio: {job: job.fio, verify: check.fio}}\n", "vm.packages: workload.kind fio needs fio"},
 		{"vm: {packages: [fio]}\nworkload: {kind: fio, fio: {job: job.fio}}\n", "workload.fio.verify: missing"},
 		{"vm: {packages: [fio]}\nworkload: {kind: fio, fio: {job: nope.fio, verify: check.fio}}\n", "workload.fio.job: nope.fio: no such file"},
