@@ -1,0 +1,60 @@
+package harness
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzFioOutput: fio's output mixes messages into its JSON; the parsers
+// must never panic on any of it, and what they accept must be sane.
+func FuzzFioOutput(f *testing.F) {
+	files, _ := filepath.Glob("testdata/seeded-bugs/fio-output/*")
+	for _, p := range files {
+		if data, err := os.ReadFile(p); err == nil {
+			f.Add(data)
+		}
+	}
+	f.Add([]byte("verify: bad ma{\n\"fio version\" : \"fio-3.33\", \"jobs\": []}\n"))
+	f.Add([]byte("[global]\nioengine=psync\n[a]\nioengine=e4defrag\n[b]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if rep, err := parseFioJSON(data); err == nil && rep == nil {
+			t.Fatal("nil report without an error")
+		}
+		for _, l := range fioVerifyFailures(data) {
+			if l == "" {
+				t.Fatal("empty verify failure line")
+			}
+		}
+		fioEngines(data)
+	})
+}
+
+// FuzzTraceOutput: the tracefs scripts' output comes from a guest that may
+// be broken; accepted counts are never negative.
+func FuzzTraceOutput(f *testing.F) {
+	f.Add([]byte("total 1234\nbuffer iomap_writepage_map 1000\norder 2 7\n"))
+	f.Add([]byte("event iomap_readpage\nmissing iomap_writepage\ndev 254:16\n"))
+	f.Add([]byte("notracefs\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if c, err := parseTraceCounts(data); err == nil {
+			if c.Total < 0 {
+				t.Fatalf("total %d", c.Total)
+			}
+			for k, n := range c.ByEvent {
+				if n < 0 {
+					t.Fatalf("%s: %d", k, n)
+				}
+			}
+			for k, n := range c.ByOrder {
+				if n < 0 {
+					t.Fatalf("order %s: %d", k, n)
+				}
+			}
+		}
+		var a IomapActivity
+		if err := parseTraceStart(data, &a); err == nil && (a.Dev == "" || len(a.Enabled) == 0) {
+			t.Fatalf("accepted %+v", a)
+		}
+	})
+}
