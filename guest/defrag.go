@@ -25,6 +25,9 @@ type DefragConfig struct {
 	// that pins the just-moved buffers) and retry the rest of the range
 	// up to this many times. 0 = count EBUSY and move on.
 	BusyRetries int
+	// Epochs: move only the files of the current epoch (see Epochs); 0 or
+	// 1 = every file all the time.
+	Epochs int
 	// EvictOneIn: before 1 in N attempts, drop the clean cached pages of
 	// the range (POSIX_FADV_DONTNEED), so that the move has to read blocks
 	// that are not in the page cache. 0 = never.
@@ -108,6 +111,11 @@ func (c *DefragConfig) validate() error {
 	if c.ReopenOneIn < 0 || c.BusyRetries < 0 || c.EvictOneIn < 0 {
 		return errors.New("--reopen-one-in, --busy-retries and --evict-one-in must be >= 0")
 	}
+	if c.Epochs != 0 {
+		if err := validateEpochs(c.Epochs, c.Files); err != nil {
+			return err
+		}
+	}
 	switch c.Donor {
 	case "":
 		c.Donor = DonorFresh
@@ -148,6 +156,7 @@ type defragger struct {
 	// donorFD is the worker's long-lived donor (shared, inplace); -1 for fresh.
 	donorFD int
 	moved   []bool // per work file: moved at least once
+	epochs  Epochs
 }
 
 // Defrag moves random aligned ranges of the work files onto fallocated
@@ -198,9 +207,10 @@ func Defrag(ctx context.Context, cfg DefragConfig) (DefragReport, error) {
 		}
 		defer unix.Close(d.donorFD)
 	}
+	d.epochs = Epochs{N: max(cfg.Epochs, 1), Files: len(fds), Duration: cfg.Duration}
 	start := time.Now()
 	for time.Since(start) < cfg.Duration && ctx.Err() == nil {
-		d.once()
+		d.once(d.epochs.At(time.Since(start)))
 	}
 	rep.ElapsedS = time.Since(start).Seconds()
 	if rep.ElapsedS > 0 {
@@ -217,9 +227,11 @@ func (d *defragger) setupErr(op string, err error) {
 	d.errs.add("%s: %v", op, err)
 }
 
-func (d *defragger) once() {
+// once makes one attempt on a random file of the given epoch.
+func (d *defragger) once(epoch int) {
 	d.iter++
-	f := d.rng.Intn(len(d.fds))
+	lo, hi := d.epochs.FileRange(epoch)
+	f := lo + d.rng.Intn(hi-lo)
 	if d.fds[f] < 0 || (d.cfg.ReopenOneIn > 0 && d.rng.Intn(d.cfg.ReopenOneIn) == 0) {
 		if d.fds[f] >= 0 {
 			unix.Close(d.fds[f])

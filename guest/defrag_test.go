@@ -372,3 +372,69 @@ func TestDefragEvictsBeforeMoving(t *testing.T) {
 		t.Error("--evict-one-in -1 accepted")
 	}
 }
+
+func TestEpochs(t *testing.T) {
+	e := Epochs{N: 4, Files: 10, Duration: 20 * time.Second}
+	for _, tc := range []struct {
+		at   time.Duration
+		want int
+	}{{0, 0}, {4999 * time.Millisecond, 0}, {5 * time.Second, 1}, {19 * time.Second, 3}, {25 * time.Second, 3}} {
+		if got := e.At(tc.at); got != tc.want {
+			t.Errorf("At(%s) = %d, want %d", tc.at, got, tc.want)
+		}
+	}
+	covered := 0
+	for i := 0; i < e.N; i++ {
+		lo, hi := e.FileRange(i)
+		if lo != covered || hi <= lo {
+			t.Errorf("epoch %d: files [%d, %d), want to start at %d and be non-empty", i, lo, hi, covered)
+		}
+		covered = hi
+	}
+	if covered != e.Files {
+		t.Errorf("epochs cover %d of %d files", covered, e.Files)
+	}
+	if lo, hi := (Epochs{N: 1, Files: 3}).FileRange(0); lo != 0 || hi != 3 || (Epochs{N: 1}).At(time.Hour) != 0 {
+		t.Error("one epoch is not every file all the time")
+	}
+}
+
+// With epochs the writers and the defrag worker move on to fresh files in
+// turn: every file is written and moved, and the data still verifies.
+func TestWriteAndDefragByEpochs(t *testing.T) {
+	l := testLayout(t, 1)
+	requireExt4(t, l.Dir)
+	if _, err := Prepare(l, false); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var wrep WriteReport
+	var werr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		wrep, werr = Write(ctx, WriteConfig{Layout: l, Mode: ModePwrite, ID: 0, Duration: 600 * time.Millisecond, Epochs: 2})
+	}()
+	drep, err := Defrag(ctx, DefragConfig{Layout: l, Duration: 600 * time.Millisecond, RangeBlocks: 4, BusyRetries: 32, Epochs: 2})
+	wg.Wait()
+	if err != nil || werr != nil {
+		t.Fatal(err, werr)
+	}
+	for f := range wrep.Gens {
+		written := false
+		for _, g := range wrep.Gens[f] {
+			written = written || g > 0
+		}
+		if !written {
+			t.Errorf("file %d never written", f)
+		}
+	}
+	if drep.FilesMoved != l.Files {
+		t.Errorf("files moved %d of %d", drep.FilesMoved, l.Files)
+	}
+	if _, err := Write(ctx, WriteConfig{Layout: l, Mode: ModePwrite, Duration: time.Millisecond, Epochs: l.Files + 1}); err == nil {
+		t.Error("more epochs than files accepted")
+	}
+	verifyAllOK(t, l, wrep.Gens)
+}

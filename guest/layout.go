@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"time"
 )
 
 // Layout describes the work files shared by every subcommand. All
@@ -72,4 +73,36 @@ func (l Layout) NewGens(v int64) [][]int64 {
 		}
 	}
 	return g
+}
+
+// Epochs splits a run into equal time slices, each with its own group of
+// files, so that workers arrive at fresh files all through the run: a file
+// whose first move swaps its a_ops (and keeps it swapped while cached) is
+// then swapped while the writers are busy on it, not only in the first
+// second of the run.
+type Epochs struct {
+	N        int           // 1 = one epoch with every file
+	Files    int           // files in the layout
+	Duration time.Duration // the run
+}
+
+// At returns the epoch of a moment elapsed into the run.
+func (e Epochs) At(elapsed time.Duration) int {
+	if e.N <= 1 || e.Duration <= 0 {
+		return 0
+	}
+	return min(int(int64(elapsed)*int64(e.N)/int64(e.Duration)), e.N-1)
+}
+
+// FileRange returns the files [lo, hi) of epoch i.
+func (e Epochs) FileRange(i int) (lo, hi int) {
+	n := max(e.N, 1)
+	return i * e.Files / n, (i + 1) * e.Files / n
+}
+
+func validateEpochs(n, files int) error {
+	if n < 1 || n > files {
+		return fmt.Errorf("--epochs must be in [1, files=%d], got %d", files, n)
+	}
+	return nil
 }

@@ -37,6 +37,9 @@ type WriteConfig struct {
 	// Catches a write lost mid-run even if a later write would hide it
 	// from the final verify. 0 = never.
 	CheckEvery int
+	// Epochs: write only the files of the current epoch (see Epochs);
+	// 0 or 1 = every file all the time. Read-backs cover every file.
+	Epochs int
 }
 
 // WriteReport is the JSON document printed by `pbguest write`.
@@ -85,6 +88,9 @@ func (c WriteConfig) validate() error {
 	case c.MsyncEvery < 0 || c.FsyncEvery < 0 || c.FdatasyncEvery < 0 || c.DontneedOneIn < 0 || c.CheckEvery < 0:
 		return errors.New("--msync-every, --fsync-every, --fdatasync-every, --dontneed-one-in and --check-every must be >= 0")
 	}
+	if c.Epochs != 0 {
+		return validateEpochs(c.Epochs, c.Files)
+	}
 	return nil
 }
 
@@ -100,6 +106,9 @@ type writer struct {
 	errs  errList
 	page  int
 	owned []int
+	// byEpoch[e]: the owned blocks in epoch e's files.
+	byEpoch [][]int
+	epochs  Epochs
 }
 
 // Write rewrites random owned blocks with increasing generations until the
@@ -200,10 +209,36 @@ func (w *writer) unmapAll() {
 	w.maps = nil
 }
 
+// splitEpochs fills byEpoch; with one epoch it is owned itself, so the
+// random sequence is the one of a run without epochs.
+func (w *writer) splitEpochs() {
+	w.epochs = Epochs{N: max(w.cfg.Epochs, 1), Files: w.cfg.Files, Duration: w.cfg.Duration}
+	w.byEpoch = make([][]int, w.epochs.N)
+	if w.epochs.N == 1 {
+		w.byEpoch[0] = w.owned
+		return
+	}
+	for i := range w.byEpoch {
+		lo, hi := w.epochs.FileRange(i)
+		for _, g := range w.owned {
+			if f := g / w.cfg.Blocks; f >= lo && f < hi {
+				w.byEpoch[i] = append(w.byEpoch[i], g)
+			}
+		}
+	}
+}
+
 func (w *writer) loop(ctx context.Context, start time.Time) {
 	dontneed := w.cfg.DontneedOneIn
+	w.splitEpochs()
 	for time.Since(start) < w.cfg.Duration && ctx.Err() == nil {
-		g := w.owned[w.rng.Intn(len(w.owned))]
+		mine := w.byEpoch[w.epochs.At(time.Since(start))]
+		if len(mine) == 0 {
+			// This writer owns nothing in these files; wait for the next.
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		g := mine[w.rng.Intn(len(mine))]
 		f, b := g/w.cfg.Blocks, g%w.cfg.Blocks
 		gen := uint64(w.rep.Gens[f][b]) + 1
 		EncodeBlock(w.buf, Header{File: uint32(f), Block: uint32(b), Writer: uint32(w.cfg.ID), Gen: gen, Seed: w.cfg.Seed})

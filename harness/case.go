@@ -89,6 +89,10 @@ type WorkloadSpec struct {
 	PwriteWriters int      `yaml:"pwrite_writers"`
 	MsyncEvery    int      `yaml:"msync_every"`
 	CheckEvery    int      `yaml:"check_every"` // writers read a written block back every K writes
+	// Epochs splits the run into N time slices, each writing and moving
+	// only its own group of files, so workers keep arriving at files no
+	// move has touched yet (default 1: every file all the time).
+	Epochs int `yaml:"epochs"`
 	// Writers fsync / fdatasync their file every K writes (0 = never).
 	FsyncEvery     int `yaml:"fsync_every"`
 	FdatasyncEvery int `yaml:"fdatasync_every"`
@@ -374,6 +378,9 @@ func (c *Case) validate(root *yaml.Node) error {
 	}
 	if w.Defrag.RangeBlocks < 1 {
 		bad("workload.defrag.range_blocks", "must be positive")
+	}
+	if w.Epochs < 0 || w.Epochs > w.Files {
+		bad("workload.epochs", fmt.Sprintf("must be in 1..files (%d)", w.Files))
 	}
 	if w.FsyncEvery < 0 || w.FdatasyncEvery < 0 || w.Defrag.EvictOneIn < 0 {
 		bad("workload", "fsync_every, fdatasync_every and defrag.evict_one_in cannot be negative")

@@ -304,6 +304,7 @@ func TestDefragOptionValidation(t *testing.T) {
 		{"workload: {mmap_writers: 1, defrag: {tool: e4defrag, donor: shared}}\nvariants: {a: {}}\n", "e4defrag makes its own donors"},
 		{"workload: {mmap_writers: 1, defrag: {tool: defrag}}\nvariants: {a: {}}\n", `workload.defrag.tool: "defrag"`},
 		{"workload: {mmap_writers: 1, fsync_every: -1}\nvariants: {a: {}}\n", "cannot be negative"},
+		{"workload: {mmap_writers: 1, files: 4, epochs: 5}\nvariants: {a: {}}\n", "workload.epochs: must be in 1..files (4)"},
 	} {
 		c, err := ParseCase("/tmp/x/case.yaml", []byte(base+tc.yaml))
 		switch {

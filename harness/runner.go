@@ -481,6 +481,9 @@ func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
 		if w.FdatasyncEvery > 0 {
 			cmd += fmt.Sprintf(" --fdatasync-every %d", w.FdatasyncEvery)
 		}
+		if w.Epochs > 1 {
+			cmd += fmt.Sprintf(" --epochs %d", w.Epochs)
+		}
 		jobs = append(jobs, job{name: fmt.Sprintf("writer-%d", i), cmd: cmd + " > " + guestTmp + fmt.Sprintf("/writer-%d.json", i) + " && cat " + guestTmp + fmt.Sprintf("/writer-%d.json", i)})
 	}
 	for i := 0; i < w.Defrag.Workers; i++ {
@@ -494,6 +497,9 @@ func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
 		}
 		if w.Defrag.EvictOneIn > 0 {
 			cmd += fmt.Sprintf(" --evict-one-in %d", w.Defrag.EvictOneIn)
+		}
+		if w.Epochs > 1 {
+			cmd += fmt.Sprintf(" --epochs %d", w.Epochs)
 		}
 		if w.Defrag.Tool == DefragE4defrag {
 			cmd = fmt.Sprintf("%s e4defrag %s --id %d --duration %s", guestBin, r.common(rec.Seed), i, dur)

@@ -20,6 +20,7 @@ func TestWorkloadOptionsEndToEnd(t *testing.T) {
 	control.Workload.FdatasyncEvery = 16
 	control.Workload.Defrag.Donor = "shared"
 	control.Workload.Defrag.EvictOneIn = 4
+	control.Workload.Epochs = 2
 	e.c = control
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -33,13 +34,16 @@ func TestWorkloadOptionsEndToEnd(t *testing.T) {
 	if len(rec.Defrag) != 1 || rec.Defrag[0].Donor != "shared" || rec.Defrag[0].Evictions == 0 || rec.Defrag[0].MovesPerS <= 0 {
 		t.Errorf("defrag %+v: want the shared donor, evictions and a move rate", rec.Defrag)
 	}
+	if rec.FilesMoved() != int64(control.Workload.Files) {
+		t.Errorf("files moved %d of %d over 2 epochs", rec.FilesMoved(), control.Workload.Files)
+	}
 	for _, w := range rec.Writers {
 		if w.WritesPerS <= 0 || (w.Mode == "mmap" && w.FaultsPerS <= 0) {
 			t.Errorf("writer %+v: want writes/s, and faults/s for mmap", w)
 		}
 	}
 
-	control.Workload.Defrag.Donor, control.Workload.Defrag.EvictOneIn = "", 0
+	control.Workload.Defrag.Donor, control.Workload.Defrag.EvictOneIn, control.Workload.Epochs = "", 0, 0
 	control.Workload.Defrag.Tool = DefragE4defrag
 	control.Variants["stock"] = Variant{Expect: Expectation{MaxBadBlocks: intp(0), FsckClean: true, NoFindings: true}}
 	rec, err = e.runner(t).RunOne(ctx, "stock", 0, 3, e.k)

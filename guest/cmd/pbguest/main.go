@@ -146,6 +146,7 @@ func cmdWrite(ctx context.Context, args []string, stderr io.Writer) (any, error)
 	fs.IntVar(&c.FsyncEvery, "fsync-every", 0, "fsync the file every K writes (0 = never)")
 	fs.IntVar(&c.FdatasyncEvery, "fdatasync-every", 0, "fdatasync the file every K writes (0 = never)")
 	fs.IntVar(&c.DontneedOneIn, "dontneed-one-in", 32, "mmap: MADV_DONTNEED a random range after 1 in N writes (0 = never)")
+	fs.IntVar(&c.Epochs, "epochs", 1, "split the run into N time slices, each writing only its own group of files")
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}
@@ -172,6 +173,7 @@ func cmdDefrag(ctx context.Context, args []string, stderr io.Writer) (any, error
 	fs.BoolVar(&c.Rejournal, "rejournal", false, "set FS_JOURNAL_DATA_FL again whenever a move cleared it")
 	fs.IntVar(&c.ReopenOneIn, "reopen-one-in", 16, "close and reopen the orig file before 1 in N attempts (0 = never)")
 	fs.IntVar(&c.BusyRetries, "busy-retries", 0, "on EBUSY fsync the orig and retry the rest of the range up to N times")
+	fs.IntVar(&c.Epochs, "epochs", 1, "split the run into N time slices, each moving only its own group of files")
 	fs.IntVar(&c.EvictOneIn, "evict-one-in", 0, "before 1 in N moves drop the range's clean cached pages (POSIX_FADV_DONTNEED), so the move reads uncached blocks (0 = never)")
 	if err := parse(fs, args); err != nil {
 		return nil, err
