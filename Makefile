@@ -6,7 +6,7 @@
 GO ?= go
 DEMO_ARGS ?=
 
-.PHONY: demo test setup unit e2e build
+.PHONY: demo test setup unit e2e build fuzz
 
 setup:
 	ci/setup.sh
@@ -28,6 +28,14 @@ unit:
 # (~20 min from clean on 2 cores), so it gets a long timeout.
 e2e: setup
 	PATCHBAY_E2E=1 $(GO) test -count=1 -timeout 80m -v -run 'TestEndToEnd' ./harness/
+
+# Each parser's fuzz target for FUZZTIME (go test -fuzz takes one at a time).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./triage/
+	$(GO) test -run XXX -fuzz FuzzClassify -fuzztime $(FUZZTIME) ./guest/
+	$(GO) test -run XXX -fuzz FuzzFioOutput -fuzztime $(FUZZTIME) ./harness/
+	$(GO) test -run XXX -fuzz FuzzTraceOutput -fuzztime $(FUZZTIME) ./harness/
 
 test: setup
 	$(GO) vet ./...
