@@ -249,9 +249,23 @@ func setupLine(s *harness.Summary) string {
 	if s.Workload.Kind == harness.WorkloadFio {
 		return fmt.Sprintf("seed %d, %s, workload %s: fio job %s, verified with %s", s.Seed, s.Accel, s.Workload.Duration.D(), s.Workload.Fio.Job, s.Workload.Fio.Verify)
 	}
-	return fmt.Sprintf("seed %d, %s, workload %s: %d files x %d blocks, %d mmap + %d pwrite writers, %d defrag worker(s)",
-		s.Seed, s.Accel, s.Workload.Duration.D(), s.Workload.Files, s.Workload.Blocks,
-		s.Workload.MmapWriters, s.Workload.PwriteWriters, s.Workload.Defrag.Workers)
+	w := s.Workload
+	line := fmt.Sprintf("seed %d, %s, workload %s: %d files x %d blocks, %d mmap + %d pwrite writers, %d defrag worker(s)",
+		s.Seed, s.Accel, w.Duration.D(), w.Files, w.Blocks, w.MmapWriters, w.PwriteWriters, w.Defrag.Workers)
+	// The options that change what the workload does, when set.
+	if w.Defrag.Tool == harness.DefragE4defrag {
+		line += " running e4defrag"
+	}
+	if w.Defrag.Donor != "" {
+		line += ", " + w.Defrag.Donor + " donor"
+	}
+	if w.Defrag.EvictOneIn > 0 {
+		line += fmt.Sprintf(", evicting before 1 in %d moves", w.Defrag.EvictOneIn)
+	}
+	if w.Epochs > 1 {
+		line += fmt.Sprintf(", %d epochs", w.Epochs)
+	}
+	return line
 }
 
 func variantHeading(s *harness.Summary, v *harness.VariantSummary) string {

@@ -219,6 +219,13 @@ func TestRateAndE4defragRows(t *testing.T) {
 	if strings.Contains(md, "e4defrag outcomes") {
 		t.Error("e4defrag row without the e4defrag tool")
 	}
+	if strings.Contains(md, "epochs") || strings.Contains(md, "donor,") {
+		t.Errorf("default workload options named in the setup line:\n%s", md)
+	}
+	s.Workload.Epochs, s.Workload.Defrag.Donor, s.Workload.Defrag.EvictOneIn = 4, "shared", 4
+	if md := Markdown(s); !strings.Contains(md, ", shared donor, evicting before 1 in 4 moves, 4 epochs") {
+		t.Errorf("workload options missing from the setup line:\n%s", md)
+	}
 	s.Workload.Defrag.Tool = harness.DefragE4defrag
 	r.Defrag = append(r.Defrag, harness.DefragResult{Tool: harness.DefragE4defrag, Results: map[string]int64{"ok_unchanged": 7, "move_ext:EOPNOTSUPP": 2}})
 	other := otherErrors(r)
