@@ -9,6 +9,7 @@ packages=(
   gcc make flex bison bc libelf-dev libssl-dev cpio ccache xz-utils
   patch git openssh-client ca-certificates
   chromium  # headless screenshot test of report.html
+  shellcheck  # the CI template test lints the workflow's run scripts
 )
 
 missing=()

@@ -232,7 +232,7 @@ func TestCITemplateShapes(t *testing.T) {
 		t.Errorf("github: merge needs %q", v)
 	}
 	data, _ := os.ReadFile("../../ci/github-actions.yml")
-	for _, want := range []string{"actions/cache@", "hashFiles('kconfig/**', 'cases/**', 'images/**')", "~/.cache/patchbay",
+	for _, want := range []string{"actions/cache/restore@", "actions/cache/save@", "hashFiles('kconfig/**', 'cases/**', 'images/**')", "~/.cache/patchbay",
 		"actions/upload-artifact@", "actions/download-artifact@"} {
 		if !bytes.Contains(data, []byte(want)) {
 			t.Errorf("github: no %s", want)
