@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"patchbay/harness"
+	"patchbay/report"
 	"patchbay/rundir"
 )
 
@@ -96,6 +97,10 @@ func (r *Real) Trial(ctx context.Context, w harness.WorkloadSpec, i int) (bool, 
 	opt.Jobs = 1
 	sum, err := harness.RunCase(ctx, &c, opt)
 	if err != nil {
+		return false, err
+	}
+	// The candidate's results as `patchbay run` leaves them, to look at later.
+	if err := report.Write(sum.Dir, sum); err != nil {
 		return false, err
 	}
 	if len(sum.Variants) != 1 || len(sum.Variants[0].Runs) != 1 {
