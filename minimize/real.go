@@ -99,6 +99,10 @@ func (r *Real) Trial(ctx context.Context, w harness.WorkloadSpec, i int) (bool, 
 	if err != nil {
 		return false, err
 	}
+	// Probe KVM once: later candidates use what the first one found.
+	if r.Options.Accel == "" || r.Options.Accel == "auto" {
+		r.Options.Accel = sum.Accel
+	}
 	// The candidate's results as `patchbay run` leaves them, to look at later.
 	if err := report.Write(sum.Dir, sum); err != nil {
 		return false, err
