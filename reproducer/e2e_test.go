@@ -27,23 +27,6 @@ func (l testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// bootSh runs the reproducer as the guest's init would: the root image is
-// plain Debian, the reproducer's disk is mounted on /srv, the scratch disk
-// is the third; no network, no SSH, nothing of patchbay's host side.
-const bootSh = `#!/bin/sh
-PATH=/usr/sbin:/usr/bin:/sbin:/bin
-export PATH
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t tmpfs tmpfs /tmp
-echo "boot.sh: starting run.sh"
-sh /srv/run.sh /dev/vdc
-echo "boot.sh: run.sh exited $?"
-sync
-echo o > /proc/sysrq-trigger
-sleep 60
-`
-
 // TestReproducerWithoutPatchbay: a lost-dirty run of the seeded bugs fails
 // in patchbay; its reproducer, booted in a plain QEMU (no vm/, no SSH),
 // fails the same way (bad blocks); the stock kernel's reproducer passes.
@@ -91,7 +74,7 @@ func TestReproducerWithoutPatchbay(t *testing.T) {
 	if err := reproducer.Write(reproducer.FromRun(run, bin), failDir); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"run.sh", "pbguest", "config", "patches.txt", "README.md", "patches/01-lost-dirty.patch"} {
+	for _, f := range []string{"run.sh", "vm-init.sh", "pbguest", "config", "patches.txt", "README.md", "patches/01-lost-dirty.patch"} {
 		if _, err := os.Stat(filepath.Join(failDir, f)); err != nil {
 			t.Errorf("reproducer lacks %s", f)
 		}
@@ -135,9 +118,6 @@ func TestReproducerWithoutPatchbay(t *testing.T) {
 // scratch disk, and returns the serial console once QEMU exits.
 func bootReproducer(ctx context.Context, t *testing.T, bzImage, root, dir string, c *harness.Case) string {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, "boot.sh"), []byte(bootSh), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	work := t.TempDir()
 	disk := filepath.Join(work, "repro.img")
 	if out, err := exec.CommandContext(ctx, "mkfs.ext4", "-q", "-F", "-d", dir, disk, "64M").CombinedOutput(); err != nil {
@@ -151,10 +131,9 @@ func bootReproducer(ctx context.Context, t *testing.T, bzImage, root, dir string
 	f.Truncate(int64(c.VM.ScratchMB) << 20)
 	f.Close()
 	console := filepath.Join(work, "console.log")
-	// The kernel passes what follows "--" to init as its arguments; the
-	// quoted command is one argument.
+	// As the reproducer's README says: its vm-init.sh as init, via sh.
 	cmdline := "console=ttyS0,115200 root=/dev/vda rw rootfstype=ext4 pci=noacpi panic=-1 printk.devkmsg=on " +
-		c.Kernel.Cmdline + ` init=/bin/sh -- -c "mount -t ext4 -o ro /dev/vdb /srv && exec /bin/sh /srv/boot.sh"`
+		c.Kernel.Cmdline + " " + reproducer.InitArgs
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(qctx, "qemu-system-x86_64",
@@ -176,11 +155,11 @@ func bootReproducer(ctx context.Context, t *testing.T, bzImage, root, dir string
 	}
 	s := string(data)
 	for _, line := range strings.Split(s, "\n") {
-		if strings.HasPrefix(line, "FAIL:") || strings.HasPrefix(line, "patchbay-repro:") || strings.HasPrefix(line, "boot.sh:") {
+		if strings.HasPrefix(line, "FAIL:") || strings.HasPrefix(line, "patchbay-repro:") || strings.HasPrefix(line, "vm-init:") {
 			t.Log(strings.TrimSpace(line))
 		}
 	}
-	if !strings.Contains(s, "boot.sh: run.sh exited") {
+	if !strings.Contains(s, "vm-init: run.sh exited") {
 		t.Fatalf("run.sh did not finish:\n%s", tail(s))
 	}
 	return s

@@ -43,7 +43,30 @@ const (
 	PatchesName = "patches.txt"
 	PatchDir    = "patches"
 	ReadmeName  = "README.md"
+	InitName    = "vm-init.sh"
 )
+
+// vmInit runs the reproducer as a VM's init: the root file system is any
+// Debian-like image, this directory is the second disk (mounted read-only
+// on /srv), the scratch disk the third; it powers the VM off at the end.
+const vmInit = `#!/bin/sh
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t tmpfs tmpfs /tmp
+echo "vm-init: starting run.sh /dev/vdc"
+sh /srv/run.sh /dev/vdc
+echo "vm-init: run.sh exited $?"
+sync
+echo o > /proc/sysrq-trigger
+sleep 60
+`
+
+// InitArgs is the end of the kernel command line that runs vm-init.sh
+// from the second disk: the kernel hands what follows "--" to init, and
+// the double-quoted command is one argument.
+const InitArgs = `init=/bin/sh -- -c "mount -t ext4 -o ro /dev/vdb /srv && exec /bin/sh /srv/vm-init.sh"`
 
 // Write makes the reproducer directory dir, which must not exist or be
 // empty.
@@ -71,6 +94,9 @@ func Write(in Input, dir string) error {
 		return fmt.Errorf("kernel .config: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, ScriptName), []byte(script), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, InitName), []byte(vmInit), 0o755); err != nil {
 		return err
 	}
 	patches, err := writePatches(in, dir)
@@ -129,7 +155,7 @@ func writePatches(in Input, dir string) ([]patchLine, error) {
 	}
 	var lines []patchLine
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Patch stack of variant %s, in the order applied on %s.\n# N sha256 file subject\n", in.Variant, in.Case.Kernel.Source)
+	fmt.Fprintf(&b, "# Patch stack of variant %s, in the order applied on %s.\n# N sha256 file subject\n", in.Variant, kernelSource(in))
 	for i, p := range stack {
 		sum := sha256.Sum256(p.Data)
 		l := patchLine{N: i + 1, Name: p.Name(), Subject: p.Subject, Sum: hex.EncodeToString(sum[:])}
@@ -184,4 +210,13 @@ func copyFile(src, dst string, mode os.FileMode) error {
 		return fmt.Errorf("copying %s: %w", src, err)
 	}
 	return errors.Join(out.Sync(), out.Close())
+}
+
+// kernelSource is the source as built (with the Debian package version)
+// when the kernel recorded it, else as the case names it.
+func kernelSource(in Input) string {
+	if in.Kernel != nil && in.Kernel.Source != "" {
+		return in.Kernel.Source
+	}
+	return in.Case.Kernel.Source
 }
