@@ -75,6 +75,13 @@ func Load(dir, casePath string) (*Run, error) {
 	}
 	if sum.Workload.Files > 0 {
 		c.Workload = sum.Workload // as run: the seed drives this workload
+		// Summaries from before these fields existed ran their defaults.
+		if c.Workload.Kind == "" {
+			c.Workload.Kind = harness.WorkloadPatchbay
+		}
+		if c.Workload.Defrag.Tool == "" {
+			c.Workload.Defrag.Tool = harness.DefragIoctl
+		}
 	}
 	r := &Run{Dir: dir, Record: &rec, Summary: sum, Case: c}
 	for _, v := range sum.Variants {
