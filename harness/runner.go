@@ -372,19 +372,19 @@ func (r *Runner) upload(ctx context.Context, g *guest) error {
 	return g.m.Upload(ctx, f, guestBin, 0o755)
 }
 
-// common are the pbguest flags every subcommand shares.
-func (r *Runner) common(seed uint64) string {
-	w := r.Case.Workload
-	return fmt.Sprintf("--dir %s --files %d --blocks %d --writers %d --seed %d",
-		workDir, w.Files, w.Blocks, w.MmapWriters+w.PwriteWriters, seed)
-}
+// vmPaths are the runner's guest paths.
+var vmPaths = GuestPaths{Bin: guestBin, Dev: scratchDev, Mount: mountPoint, Tmp: guestTmp}
+
+// commands are the run's guest command lines (see GuestCommands).
+func (r *Runner) commands(seed uint64) GuestCommands { return r.Case.GuestCommands(seed, vmPaths) }
 
 // setup makes and mounts the file system and the work files. It returns a
 // non-empty reason when the case's setup did not take effect.
 func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, error) {
 	fs := r.Case.Filesystem
-	cmd := fmt.Sprintf("set -e; %s %s; mkdir -p %s; mount -t ext4 -o %s %s %s; mkdir -p %s %s %s",
-		fs.Mkfs, scratchDev, mountPoint, mountOpts(fs.MountOptions), scratchDev, mountPoint, workDir, donorDir, guestTmp)
+	gc := r.commands(rec.Seed)
+	cmd := fmt.Sprintf("set -e; %s; mkdir -p %s; %s; mkdir -p %s %s %s",
+		ShellJoin(gc.Mkfs), mountPoint, ShellJoin(gc.Mount), workDir, donorDir, guestTmp)
 	if _, err := g.sh(ctx, 2*time.Minute, "setup.txt", cmd); err != nil {
 		return "", err
 	}
@@ -397,11 +397,7 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, e
 			return reason, err
 		}
 	}
-	prep := guestBin + " prepare " + r.common(rec.Seed)
-	if fs.JournalData {
-		prep += " --journal-data"
-	}
-	out, err := g.sh(ctx, 5*time.Minute, "", prep)
+	out, err := g.sh(ctx, 5*time.Minute, "", ShellJoin(gc.Prepare))
 	if err != nil {
 		return "", err
 	}
@@ -463,48 +459,15 @@ func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
 		defrag    bool
 	}
 	var jobs []job
-	for i := 0; i < w.MmapWriters+w.PwriteWriters; i++ {
-		mode := "mmap"
-		if i >= w.MmapWriters {
-			mode = "pwrite"
+	for _, j := range r.commands(rec.Seed).Jobs {
+		cmd := ShellJoin(j.Argv)
+		if j.Defrag {
+			cmd = "mkdir -p " + ShellQuote(j.MkdirDonors) + " && " + cmd
+		} else {
+			out := ShellQuote(j.Result)
+			cmd += " > " + out + " && cat " + out
 		}
-		cmd := fmt.Sprintf("%s write %s --mode %s --id %d --duration %s", guestBin, r.common(rec.Seed), mode, i, dur)
-		if mode == "mmap" && w.MsyncEvery > 0 {
-			cmd += fmt.Sprintf(" --msync-every %d", w.MsyncEvery)
-		}
-		if w.CheckEvery > 0 {
-			cmd += fmt.Sprintf(" --check-every %d", w.CheckEvery)
-		}
-		if w.FsyncEvery > 0 {
-			cmd += fmt.Sprintf(" --fsync-every %d", w.FsyncEvery)
-		}
-		if w.FdatasyncEvery > 0 {
-			cmd += fmt.Sprintf(" --fdatasync-every %d", w.FdatasyncEvery)
-		}
-		if w.Epochs > 1 {
-			cmd += fmt.Sprintf(" --epochs %d", w.Epochs)
-		}
-		jobs = append(jobs, job{name: fmt.Sprintf("writer-%d", i), cmd: cmd + " > " + guestTmp + fmt.Sprintf("/writer-%d.json", i) + " && cat " + guestTmp + fmt.Sprintf("/writer-%d.json", i)})
-	}
-	for i := 0; i < w.Defrag.Workers; i++ {
-		cmd := fmt.Sprintf("%s defrag %s --id %d --donor-dir %s/d%d --duration %s --range-blocks %d",
-			guestBin, r.common(rec.Seed), i, donorDir, i, dur, w.Defrag.RangeBlocks)
-		if w.Defrag.Rejournal {
-			cmd += " --rejournal"
-		}
-		if w.Defrag.Donor != "" {
-			cmd += " --donor " + w.Defrag.Donor
-		}
-		if w.Defrag.EvictOneIn > 0 {
-			cmd += fmt.Sprintf(" --evict-one-in %d", w.Defrag.EvictOneIn)
-		}
-		if w.Epochs > 1 {
-			cmd += fmt.Sprintf(" --epochs %d", w.Epochs)
-		}
-		if w.Defrag.Tool == DefragE4defrag {
-			cmd = fmt.Sprintf("%s e4defrag %s --id %d --duration %s", guestBin, r.common(rec.Seed), i, dur)
-		}
-		jobs = append(jobs, job{name: fmt.Sprintf("defrag-%d", i), cmd: fmt.Sprintf("mkdir -p %s/d%d && %s", donorDir, i, cmd), defrag: true})
+		jobs = append(jobs, job{name: j.Name, cmd: cmd, defrag: j.Defrag})
 	}
 	outs := make([][]byte, len(jobs))
 	errs := make([]error, len(jobs))
@@ -556,34 +519,29 @@ func (r *Runner) verify(ctx context.Context, g *guest, rec *RunRecord) error {
 		}
 		return r.fsck(ctx, g, rec)
 	}
-	w := r.Case.Workload
-	expect := ""
-	for i := 0; i < w.MmapWriters+w.PwriteWriters; i++ {
-		expect += fmt.Sprintf(" --expect %s/writer-%d.json", guestTmp, i)
-	}
-	mount := fmt.Sprintf("mount -t ext4 -o %s %s %s", mountOpts(r.Case.Filesystem.MountOptions), scratchDev, mountPoint)
-	steps := []struct{ phase, before string }{
-		{"live", ""},
-		{"dropcache", "sync && echo 3 > /proc/sys/vm/drop_caches"},
-		{"remount", "umount " + mountPoint + " && " + mount},
-	}
 	results := map[string]json.RawMessage{}
 	defer g.saveJSON("verify.json", results)
-	for _, s := range steps {
-		if s.before != "" {
-			if _, err := g.sh(ctx, 5*time.Minute, "", s.before); err != nil {
+	for _, s := range r.commands(rec.Seed).Verify {
+		var before []string
+		if s.DropCaches {
+			before = append(before, "sync && echo 3 > /proc/sys/vm/drop_caches")
+		}
+		for _, argv := range s.Before {
+			before = append(before, ShellJoin(argv))
+		}
+		if len(before) > 0 {
+			if _, err := g.sh(ctx, 5*time.Minute, "", strings.Join(before, " && ")); err != nil {
 				return err
 			}
 		}
-		cmd := fmt.Sprintf("%s verify %s --phase %s --mmap%s", guestBin, r.common(rec.Seed), s.phase, expect)
-		out, err := g.sh(ctx, 10*time.Minute, "", cmd)
+		out, err := g.sh(ctx, 10*time.Minute, "", ShellJoin(s.Argv))
 		if err != nil {
 			return err
 		}
-		results[s.phase] = json.RawMessage(out)
+		results[s.Phase] = json.RawMessage(out)
 		var v VerifyResult
 		if err := json.Unmarshal(out, &v); err != nil {
-			return fmt.Errorf("verify %s output: %w", s.phase, err)
+			return fmt.Errorf("verify %s output: %w", s.Phase, err)
 		}
 		rec.Verify = append(rec.Verify, v)
 	}
@@ -596,7 +554,7 @@ func (r *Runner) fsck(ctx context.Context, g *guest, rec *RunRecord) error {
 		return err
 	}
 	// e2fsck exits 4 (or more) when it finds errors it did not fix.
-	out, err := g.sh(ctx, 10*time.Minute, "fsck.txt", "e2fsck -fn "+scratchDev+"; echo \"e2fsck-exit=$?\"")
+	out, err := g.sh(ctx, 10*time.Minute, "fsck.txt", ShellJoin(r.commands(rec.Seed).Fsck)+"; echo \"e2fsck-exit=$?\"")
 	if err != nil {
 		return err
 	}
