@@ -47,9 +47,10 @@ func TestBisectEndToEnd(t *testing.T) {
 		t.Fatalf("culprit %d, want 3 (lost-dirty)", res.Culprit)
 	}
 	t.Logf("culprit #3 with confidence >= %.2f; evidence in %s", res.Confidence, o.Dir())
+	// Harmless prefixes never fail (a bad one may pass now and then).
 	for n, recs := range o.Records {
 		for _, r := range recs {
-			if (n >= 3) != (r.Outcome != Pass) {
+			if n < 3 && r.Outcome != Pass {
 				t.Errorf("prefix %d run %d: %s %v", n, r.Index, r.Outcome, r.Reasons)
 			}
 		}
