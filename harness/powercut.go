@@ -18,6 +18,9 @@ import (
 // second raw disk, after the scratch disk.
 const ackDev = "/dev/vdc"
 
+// replayPhase names the verify pass after the power cut.
+const replayPhase = "replay"
+
 // PowerCutSpec asks for a power cut under load: at a moment drawn from the
 // run's seed within After ("5s..15s", or one duration), measured from the
 // start of the workload, the VM is cut without a sync, booted again on the
@@ -234,12 +237,12 @@ func (r *Runner) replay(ctx context.Context, g0 *guest, rec *RunRecord, st RunSt
 		g.save("replay-dmesg.txt", out)
 		rec.PowerCut.JournalRecovered = strings.Contains(string(out), "recovery complete")
 	}
-	cmd := fmt.Sprintf("%s verify %s --phase replay --acks %s", guestBin, r.common(rec.Seed), ackDev)
+	cmd := fmt.Sprintf("%s verify %s --phase %s --acks %s", guestBin, r.common(rec.Seed), replayPhase, ackDev)
 	out, err := g.sh(ctx, 10*time.Minute, "", cmd)
 	if err != nil {
 		return g.lost(ctx, st, err)
 	}
-	g.saveJSON("verify.json", map[string]json.RawMessage{"replay": out})
+	g.saveJSON("verify.json", map[string]json.RawMessage{replayPhase: out})
 	var v struct {
 		VerifyResult
 		Acks *pbguest.AckStats `json:"acks"`

@@ -104,3 +104,16 @@ func TestShippedPowerCutCasesLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestJudgeReplayReason: after a power cut a block later than acknowledged
+// is fine, so the reason lists only what is bad.
+func TestJudgeReplayReason(t *testing.T) {
+	zero := 0
+	rec := &RunRecord{Verify: []VerifyResult{{Phase: replayPhase, BadTotal: 2, Counts: map[string]int64{"ok": 10, "future": 5, "stale": 2}}},
+		Fsck: &FsckResult{Clean: true}}
+	Judge(rec, RunStatus{}, Expectation{MaxBadBlocks: &zero, FsckClean: true})
+	reasons := strings.Join(rec.Reasons, "; ")
+	if rec.Outcome != Fail || !strings.Contains(reasons, "stale:2") || strings.Contains(reasons, "future") {
+		t.Errorf("%s: %s", rec.Outcome, reasons)
+	}
+}
