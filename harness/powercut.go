@@ -233,7 +233,7 @@ func (r *Runner) replay(ctx context.Context, g0 *guest, rec *RunRecord, st RunSt
 	if _, err := g.sh(ctx, 5*time.Minute, "replay-mount.txt", mount); err != nil {
 		return g.lost(ctx, st, err)
 	}
-	if out, err := g.m.Output(ctx, "dmesg"); err == nil {
+	if out, err := g.sh(ctx, time.Minute, "", "dmesg"); err == nil {
 		g.save("replay-dmesg.txt", out)
 		rec.PowerCut.JournalRecovered = strings.Contains(string(out), "recovery complete")
 	}
@@ -256,7 +256,7 @@ func (r *Runner) replay(ctx context.Context, g0 *guest, rec *RunRecord, st RunSt
 	if err := r.fsck(ctx, g, rec); err != nil {
 		return g.lost(ctx, st, err)
 	}
-	if out, err := g.m.Output(ctx, "dmesg"); err == nil {
+	if out, err := g.sh(ctx, time.Minute, "", "dmesg"); err == nil {
 		g.save("replay-dmesg.txt", out)
 	}
 	if v.Acks.Records == 0 {
