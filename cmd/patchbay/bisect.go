@@ -57,16 +57,11 @@ runs and failures; bisect.json beside the runs keeps them.`,
 			if _, ok := c.Variants[variant]; !ok {
 				return fmt.Errorf("--variant %s: not a variant of %s (have %v)", variant, c.File, c.VariantNames())
 			}
-			opt.CacheDir, _ = cmd.Flags().GetString("cache")
-			if !cmd.Flags().Changed("seed") {
-				opt.Seed = rand.Uint64() >> 16
-			}
-			opt.Progress = cmd.ErrOrStderr()
-			o, err := harness.NewBisectOracle(cmd.Context(), c, variant, opt)
+			stack, err := c.PatchStack(variant)
 			if err != nil {
 				return err
 			}
-			n := len(o.Stack)
+			n := len(stack)
 			if !cmd.Flags().Changed("bad") {
 				bad = n
 			}
@@ -75,6 +70,15 @@ runs and failures; bisect.json beside the runs keeps them.`,
 			}
 			if good < 0 || bad > n || good >= bad {
 				return fmt.Errorf("--good %d, --bad %d: want 0 <= good < bad <= %d (patches in %s's stack)", good, bad, n, variant)
+			}
+			opt.CacheDir, _ = cmd.Flags().GetString("cache")
+			if !cmd.Flags().Changed("seed") {
+				opt.Seed = rand.Uint64() >> 16
+			}
+			opt.Progress = cmd.ErrOrStderr()
+			o, err := harness.NewBisectOracle(cmd.Context(), c, variant, opt)
+			if err != nil {
+				return err
 			}
 			res, serr := bisect.Search(cmd.Context(), o, rule, good, bad, verify, maxSkips)
 			out := struct {
