@@ -15,6 +15,9 @@ type VerifyConfig struct {
 	Expected  [][]int64 // files x blocks; nil = generation 0 everywhere
 	Mmap      bool      // also read every block through a fresh mapping
 	MaxReport int
+	// AtLeast: Expected is a floor (after a power cut, the acknowledged
+	// generations), so a later generation ("future") is not bad.
+	AtLeast bool
 }
 
 // Found identifies what a bad block actually contained.
@@ -45,6 +48,7 @@ type VerifyReport struct {
 	MmapCounts map[Class]int `json:"mmap_counts,omitempty"`
 	Bad        []Bad         `json:"bad"`
 	BadTotal   int           `json:"bad_total"`
+	Acks       *AckStats     `json:"acks,omitempty"` // with --acks: what the floor came from
 }
 
 // LoadExpected builds the expected-generation table as the per-block
@@ -157,7 +161,7 @@ func (r *VerifyReport) classify(cfg VerifyConfig, counts map[Class]int, buf []by
 
 func (r *VerifyReport) add(cfg VerifyConfig, counts map[Class]int, bad Bad, exp [][]int64) {
 	counts[bad.Class]++
-	if bad.Class == ClassOK {
+	if bad.Class == ClassOK || (cfg.AtLeast && bad.Class == ClassFuture) {
 		return
 	}
 	if bad.Via == "" {

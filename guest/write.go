@@ -40,6 +40,9 @@ type WriteConfig struct {
 	// Epochs: write only the files of the current epoch (see Epochs);
 	// 0 or 1 = every file all the time. Read-backs cover every file.
 	Epochs int
+	// AckDev: a raw disk where each successful fsync, fdatasync or msync
+	// is recorded (see AckLog) for the check after a power cut; "" = none.
+	AckDev string
 }
 
 // WriteReport is the JSON document printed by `pbguest write`.
@@ -65,6 +68,7 @@ type WriteReport struct {
 	Msyncs       int64     `json:"msyncs,omitempty"`
 	Fsyncs       int64     `json:"fsyncs,omitempty"`
 	Fdatasyncs   int64     `json:"fdatasyncs,omitempty"`
+	Acks         int64     `json:"acks,omitempty"` // syncs recorded on the ack disk
 	Readbacks    int64     `json:"readbacks"`
 	ReadbackBad  int64     `json:"readback_bad"`  // read-backs that did not return the last write
 	BadReads     []string  `json:"bad_readbacks"` // the first few, with what was found
@@ -109,6 +113,7 @@ type writer struct {
 	// byEpoch[e]: the owned blocks in epoch e's files.
 	byEpoch [][]int
 	epochs  Epochs
+	ack     *AckLog // nil unless AckDev is set
 }
 
 // Write rewrites random owned blocks with increasing generations until the
@@ -136,6 +141,12 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteReport, error) {
 		owned: cfg.Owned(cfg.ID),
 	}
 	w.loadGens()
+	if cfg.AckDev != "" {
+		if w.ack, err = OpenAckLog(cfg.AckDev, cfg.Layout, cfg.ID); err != nil {
+			return rep, fmt.Errorf("write: %w", err)
+		}
+		defer w.ack.Close()
+	}
 	if cfg.Mode == ModeMmap {
 		if err := w.mapAll(); err != nil {
 			return rep, err
@@ -269,6 +280,8 @@ func (w *writer) loop(ctx context.Context, start time.Time) {
 				w.rep.Msyncs++
 				if err := unix.Msync(w.maps[f], unix.MS_SYNC); err != nil {
 					w.errs.add("msync %s: %v", FileName(f), err)
+				} else {
+					w.acked(f)
 				}
 			}
 			if dontneed > 0 && w.rng.Intn(dontneed) == 0 {
@@ -282,15 +295,32 @@ func (w *writer) loop(ctx context.Context, start time.Time) {
 			w.rep.Fsyncs++
 			if err := unix.Fsync(w.fds[f]); err != nil {
 				w.errs.add("fsync %s: %v", FileName(f), err)
+			} else {
+				w.acked(f)
 			}
 		}
 		if w.cfg.FdatasyncEvery > 0 && n%int64(w.cfg.FdatasyncEvery) == 0 {
 			w.rep.Fdatasyncs++
 			if err := unix.Fdatasync(w.fds[f]); err != nil {
 				w.errs.add("fdatasync %s: %v", FileName(f), err)
+			} else {
+				w.acked(f)
 			}
 		}
 	}
+}
+
+// acked records, after a sync of file f returned success, the
+// generations this writer had completed in f: they must survive a power cut.
+func (w *writer) acked(f int) {
+	if w.ack == nil {
+		return
+	}
+	if err := w.ack.Ack(f, w.rep.Gens[f]); err != nil {
+		w.errs.add("%v", err)
+		return
+	}
+	w.rep.Acks++
 }
 
 // maxBadReads bounds how many bad read-backs are described in the report.

@@ -96,7 +96,9 @@ type WorkloadSpec struct {
 	// Writers fsync / fdatasync their file every K writes (0 = never).
 	FsyncEvery     int `yaml:"fsync_every"`
 	FdatasyncEvery int `yaml:"fdatasync_every"`
-	Defrag         struct {
+	// PowerCut: cut the VM under load and check what survives (powercut.go).
+	PowerCut *PowerCutSpec `yaml:"power_cut"`
+	Defrag   struct {
 		Workers     int  `yaml:"workers"`
 		RangeBlocks int  `yaml:"range_blocks"`
 		Rejournal   bool `yaml:"rejournal"` // set +j again after a fallback cleared it
@@ -360,6 +362,7 @@ func (c *Case) validate(root *yaml.Node) error {
 		}
 	}
 	c.validateWorkloadKind(bad)
+	c.validatePowerCut(bad)
 	w := c.Workload
 	if w.Duration.D() <= 0 {
 		bad("workload.duration", "must be positive")

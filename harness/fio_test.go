@@ -279,8 +279,8 @@ func TestSeededBugCasesShareTheControlKernel(t *testing.T) {
 // Every seeded-bug patch says it is a deliberately injected bug.
 func TestSeededBugPatchesSayTheyAreBugs(t *testing.T) {
 	paths, _ := filepath.Glob("testdata/seeded-bugs/*.patch")
-	if len(paths) != 4 {
-		t.Fatalf("patches %v, want 4", paths)
+	if len(paths) != 5 {
+		t.Fatalf("patches %v, want 5", paths)
 	}
 	for _, p := range paths {
 		data, err := os.ReadFile(p)
@@ -288,8 +288,9 @@ func TestSeededBugPatchesSayTheyAreBugs(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := string(data)
-		if !strings.Contains(s, "DELIBERATELY INJECTED BUG, FOR TESTING ONLY") || !strings.Contains(s, "+++ b/fs/ext4/move_extent.c") {
-			t.Errorf("%s: not a move_extent.c patch marked as an injected bug", p)
+		if !strings.Contains(s, "DELIBERATELY INJECTED BUG, FOR TESTING ONLY") ||
+			(!strings.Contains(s, "+++ b/fs/ext4/move_extent.c") && !strings.Contains(s, "+++ b/fs/ext4/fsync.c")) {
+			t.Errorf("%s: not a move_extent.c or fsync.c patch marked as an injected bug", p)
 		}
 	}
 }

@@ -61,6 +61,9 @@ type GuestCommands struct {
 	// JournalData: after prepare, every work file must carry the j
 	// attribute (lsattr), else the setup did not take effect.
 	JournalData bool
+	// VerifyAcks checks, after a power cut and the journal replay, every
+	// block against its last acknowledged generation (workload.power_cut).
+	VerifyAcks []string
 }
 
 // GuestCommands returns the command lines of a run with the given seed for
@@ -109,6 +112,10 @@ func (c *Case) GuestCommands(seed uint64, p GuestPaths) GuestCommands {
 		if w.Epochs > 1 {
 			argv = num(argv, "--epochs", w.Epochs)
 		}
+		if w.PowerCut != nil {
+			// Acknowledged generations go to the ack disk, read after the cut.
+			argv = append(argv, "--ack-dev", ackDev)
+		}
 		g.Jobs = append(g.Jobs, GuestJob{Name: fmt.Sprintf("writer-%d", i), Argv: argv, Result: p.WriterResult(i)})
 	}
 	for i := 0; i < w.Defrag.Workers; i++ {
@@ -132,6 +139,9 @@ func (c *Case) GuestCommands(seed uint64, p GuestPaths) GuestCommands {
 			job.Argv = argv
 		}
 		g.Jobs = append(g.Jobs, job)
+	}
+	if w.PowerCut != nil {
+		g.VerifyAcks = sub("verify", "--phase", replayPhase, "--acks", ackDev)
 	}
 	var expect []string
 	for _, j := range g.Jobs {

@@ -52,6 +52,7 @@ type RunRecord struct {
 	Defrag           []DefragResult   `json:"defrag"`
 	Verify           []VerifyResult   `json:"verify"`
 	Fsck             *FsckResult      `json:"fsck,omitempty"`
+	PowerCut         *PowerCutResult  `json:"power_cut,omitempty"` // with workload.power_cut
 	Findings         []triage.Finding `json:"findings"`
 }
 

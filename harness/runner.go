@@ -125,9 +125,14 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 		st.Infra = err.Error()
 		return st, nil
 	}
+	disks, err := r.disks(scratchDir, scratch)
+	if err != nil {
+		st.Infra = err.Error()
+		return st, nil
+	}
 	m, err := vm.Start(ctx, vm.Config{
 		Kernel: k.BzImage, Cmdline: c.Kernel.Cmdline, RootImage: r.Image.Root,
-		Disks: []string{scratch}, MemoryMB: c.VM.MemoryMB, CPUs: c.VM.CPUs,
+		Disks: disks, MemoryMB: c.VM.MemoryMB, CPUs: c.VM.CPUs,
 		Accel: r.Accel, WorkDir: dir, Signer: signer, HostKey: hostKey,
 	})
 	if err != nil {
@@ -189,6 +194,9 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 		st.Setup = s
 		return st, nil
 	}
+	if c.Workload.PowerCut != nil {
+		return r.powerCut(ctx, g, rec, st, k, dir, disks), nil
+	}
 	if err := g.phase(ctx, "workload"); err != nil {
 		return g.lost(ctx, st, err), nil
 	}
@@ -220,13 +228,18 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 // first occurrence of each distinct finding.
 func (r *Runner) triage(ctx context.Context, rec *RunRecord, dir string, console []byte, vmlinux string) {
 	findings := triage.Parse(console)
-	if dmesg, err := os.ReadFile(filepath.Join(dir, "dmesg.txt")); err == nil {
-		seen := map[string]bool{}
-		for _, f := range findings {
-			seen[string(f.Kind)+"\x00"+f.Title] = true
+	seen := map[string]bool{}
+	for _, f := range findings {
+		seen[string(f.Kind)+"\x00"+f.Title] = true
+	}
+	for _, name := range append([]string{"dmesg.txt"}, replayEvidence...) {
+		text, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			continue
 		}
-		for _, f := range triage.Parse(dmesg) {
-			if !seen[string(f.Kind)+"\x00"+f.Title] {
+		for _, f := range triage.Parse(text) {
+			if k := string(f.Kind) + "\x00" + f.Title; !seen[k] {
+				seen[k] = true
 				findings = append(findings, f)
 			}
 		}

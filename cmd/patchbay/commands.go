@@ -36,7 +36,7 @@ func newRootCommand() *cobra.Command {
 	}
 	root.PersistentFlags().String("cache", harness.DefaultCacheDir(), "cache for kernels, images and ccache (outside the repository; $PATCHBAY_CACHE)")
 	root.AddCommand(newImageCommand(), newRunCommand(), newReportCommand(), newSSHCommand(), newConsoleCommand(), withVariantBench(newBenchCommand()), newCacheCommand(), newBuildCommand(), newTriageCommand(),
-		newPlanCommand(), newMergeCommand(), newReproCommand())
+		newPlanCommand(), newMergeCommand(), newReproCommand(), newBisectCommand())
 	root.AddCommand(newReproducerCommand(), newMinimizeCommand())
 	return root
 }

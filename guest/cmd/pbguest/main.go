@@ -24,10 +24,10 @@ const usage = `usage: pbguest <prepare|write|defrag|e4defrag|verify> [flags]
 
 common flags: --dir DIR --files N --blocks B --block-size BYTES --writers W --seed S
   prepare [--journal-data]
-  write   --mode mmap|pwrite --id I [--duration 20s] [--msync-every K] [--fsync-every K] [--fdatasync-every K] [--dontneed-one-in N] [--check-every K]
+  write   --mode mmap|pwrite --id I [--duration 20s] [--msync-every K] [--fsync-every K] [--fdatasync-every K] [--dontneed-one-in N] [--check-every K] [--ack-dev DEV]
   defrag  [--donor fresh|shared|inplace] [--donor-dir DIR] [--id I] [--duration 20s] [--range-blocks R] [--rejournal] [--reopen-one-in N] [--busy-retries N]
   e4defrag [--id I] [--duration 20s] [--timeout 60s] [--e4defrag PATH] [--keep-lines 20]
-  verify  [--phase NAME] [--expect F ...] [--mmap] [--max-report 50]
+  verify  [--phase NAME] [--expect F ... | --acks DEV] [--mmap] [--max-report 50]
 `
 
 // usageError marks errors that should exit 2 rather than 1.
@@ -147,6 +147,7 @@ func cmdWrite(ctx context.Context, args []string, stderr io.Writer) (any, error)
 	fs.IntVar(&c.FdatasyncEvery, "fdatasync-every", 0, "fdatasync the file every K writes (0 = never)")
 	fs.IntVar(&c.DontneedOneIn, "dontneed-one-in", 32, "mmap: MADV_DONTNEED a random range after 1 in N writes (0 = never)")
 	fs.IntVar(&c.Epochs, "epochs", 1, "split the run into N time slices, each writing only its own group of files")
+	fs.StringVar(&c.AckDev, "ack-dev", "", "raw disk recording each successful fsync/fdatasync/msync with O_DIRECT|O_DSYNC, for the check after a power cut")
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}
@@ -223,14 +224,28 @@ func cmdVerify(args []string, stderr io.Writer) (any, error) {
 	fs.Var(&expect, "expect", "write-report JSON file; repeatable; expected gen is the max over all")
 	fs.BoolVar(&c.Mmap, "mmap", false, "also read every block through a fresh read-only MAP_SHARED mapping")
 	fs.IntVar(&c.MaxReport, "max-report", 50, "list at most this many bad blocks")
+	acks := fs.String("acks", "", "ack disk written by `write --ack-dev`: each block must hold at least its last acknowledged generation")
 	if err := parse(fs, args); err != nil {
 		return nil, err
+	}
+	if *acks != "" && len(expect) > 0 {
+		return nil, usageError{errors.New("--acks and --expect exclude each other")}
 	}
 	if err := validate(c.Validate()); err != nil {
 		return nil, err
 	}
 	if c.MaxReport < 0 {
 		return nil, usageError{fmt.Errorf("--max-report must be >= 0, got %d", c.MaxReport)}
+	}
+	if *acks != "" {
+		floor, st, err := guest.ReadAcks(*acks, c.Layout)
+		if err != nil {
+			return nil, err
+		}
+		c.Expected, c.AtLeast = floor, true
+		rep, err := guest.Verify(c)
+		rep.Acks = &st
+		return rep, err
 	}
 	exp, err := guest.LoadExpected(c.Layout, expect)
 	if err != nil {
