@@ -121,8 +121,9 @@ func (d *decider) finish() {
 	}
 }
 
-// status is one line per variant: runs, failures, the decision so far.
-func (d *decider) status(left time.Duration, budgetRuns, started int) string {
+// status is one line per variant (runs, failures, the decision so far)
+// and one for the budget.
+func (d *decider) status(left time.Duration, budgetRuns, started int) []string {
 	var parts []string
 	count := func(n string) (runs, fails int) {
 		for _, r := range d.byRound[n] {
@@ -154,7 +155,7 @@ func (d *decider) status(left time.Duration, budgetRuns, started int) string {
 	if len(budget) > 0 {
 		parts = append(parts, strings.Join(budget, ", "))
 	}
-	return strings.Join(parts, " | ")
+	return parts
 }
 
 func lastLook(r seqtest.Result) *seqtest.Look {
@@ -170,7 +171,7 @@ func lastLook(r seqtest.Result) *seqtest.Look {
 // ends or ctx is cancelled. status, when not nil, gets the decider's line
 // after every run.
 func decideSchedule(ctx context.Context, d *decider, names []string, seed uint64, workers, budgetRuns int, deadline time.Time,
-	run func(Job) (*RunRecord, error), status func(string)) ([]*RunRecord, []error, int, string) {
+	run func(Job) (*RunRecord, error), status func([]string)) ([]*RunRecord, []error, int, string) {
 	var (
 		mu      sync.Mutex
 		wg      sync.WaitGroup
@@ -321,7 +322,13 @@ func runDecide(ctx context.Context, c *Case, opt Options, sum *Summary, names []
 		v := &sum.Variants[byName[job.Variant]]
 		logf("[round %d] %s #%d (seed %d): booting %s", job.Index+1, v.Name, job.Index, job.Seed, v.Kernel.Release)
 		return runner.RunOne(ctx, v.Name, job.Index, job.Seed, v.Kernel)
-	}, func(line string) { logf("[decide] %s", line) })
+	}, func(lines []string) {
+		if opt.Status != nil {
+			opt.Status(lines)
+			return
+		}
+		logf("[decide] %s", strings.Join(lines, " | "))
+	})
 	d.finish()
 	for _, r := range records {
 		v := &sum.Variants[byName[r.Variant]]

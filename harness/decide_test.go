@@ -36,7 +36,7 @@ func TestDecideScheduleStopsWhenDecided(t *testing.T) {
 	}
 	run, jobs := fakeRounds(func(j Job) bool { return j.Variant == "bad" })
 	var lines []string
-	recs, errs, rounds, ended := decideSchedule(context.Background(), d, names, 100, 2, 60, time.Time{}, run, func(s string) { lines = append(lines, s) })
+	recs, errs, rounds, ended := decideSchedule(context.Background(), d, names, 100, 2, 60, time.Time{}, run, func(s []string) { lines = append(lines, strings.Join(s, " | ")) })
 	if len(errs) != 0 {
 		t.Fatal(errs)
 	}

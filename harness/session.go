@@ -53,6 +53,10 @@ type Options struct {
 	Rule       seqtest.Design // zero: seqtest.Default()
 	BudgetRuns int
 	Budget     time.Duration
+	// Status, when set, gets a decide session's status (a line per
+	// variant and one for the budget) after every run, instead of
+	// Progress getting it as one line.
+	Status func(lines []string)
 	// ExpectKernel maps a variant to the kernel key an earlier run used;
 	// when the case builds a different kernel now, a warning is logged.
 	ExpectKernel map[string]string

@@ -68,6 +68,11 @@ crashed or hung, 2 when the harness or the host failed.`,
 			// Phase lines help someone watching; in a CI log the start and
 			// outcome of each run are enough.
 			opt.Phases = isTerminal(cmd.ErrOrStderr())
+			if opt.Decide && opt.Phases {
+				// A live status block per variant under the log lines.
+				live := newLiveStatus(cmd.ErrOrStderr())
+				opt.Progress, opt.Status = live, live.Set
+			}
 			sum, err := harness.RunCase(cmd.Context(), c, opt)
 			if sum != nil {
 				if werr := report.Write(sum.Dir, sum); werr != nil && err == nil {
