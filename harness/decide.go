@@ -141,7 +141,7 @@ func (d *decider) status(left time.Duration, budgetRuns, started int) []string {
 		res := d.result[v]
 		state := string(res.Decision)
 		if lk := lastLook(res); !res.Decision.Decided() && lk != nil {
-			state = fmt.Sprintf("undecided: %d of %d discordant rounds against it, worse at %d", lk.VariantOnly, lk.Discordant, lk.Upper)
+			state = fmt.Sprintf("undecided: %d of %d discordant rounds against it (%s)", lk.VariantOnly, lk.Discordant, d.nextBound(lk.Discordant))
 		}
 		parts = append(parts, fmt.Sprintf("%s: %d runs, %d failed, %s", v, r, f, state))
 	}
@@ -156,6 +156,24 @@ func (d *decider) status(left time.Duration, budgetRuns, started int) []string {
 		parts = append(parts, strings.Join(budget, ", "))
 	}
 	return parts
+}
+
+// nextBound says what the next discordant round would need to decide
+// "worse": the boundary there, or where the first one is.
+func (d *decider) nextBound(disc int) string {
+	n := disc + 1
+	if n >= len(d.bounds.Upper) {
+		return "D reached"
+	}
+	if u := d.bounds.Upper[n]; u <= n {
+		return fmt.Sprintf("worse at %d of %d", u, n)
+	}
+	for m := n + 1; m < len(d.bounds.Upper); m++ {
+		if u := d.bounds.Upper[m]; u <= m {
+			return fmt.Sprintf("worse at %d of %d at the earliest", u, m)
+		}
+	}
+	return "no worse boundary"
 }
 
 func lastLook(r seqtest.Result) *seqtest.Look {

@@ -73,6 +73,9 @@ func TestDecideScheduleStopsWhenDecided(t *testing.T) {
 	if !strings.Contains(lines[len(lines)-1], "bad: ") {
 		t.Errorf("status line: %q", lines[len(lines)-1])
 	}
+	if !strings.Contains(lines[0], "worse at 5 of 5 at the earliest") && !strings.Contains(lines[1], "worse at 5 of 5 at the earliest") {
+		t.Errorf("first status lines do not say where the first boundary is: %q / %q", lines[0], lines[1])
+	}
 }
 
 func TestDecideScheduleTimeBudget(t *testing.T) {
