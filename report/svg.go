@@ -74,7 +74,7 @@ func decisionSVG(d *harness.DecideRecord, v *harness.VariantDecision) template.H
 	x := func(n int) float64 { return left + float64(n)*step }
 	y := func(n int) float64 { return top + size - float64(n)*step }
 	var b strings.Builder
-	W, H := left+size+170, top+size+40
+	W, H := left+size+170, top+size+int(step/2)+34
 	fmt.Fprintf(&b, `<svg class="plot" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="%s: sequential decision path">`, W, H, W, H, svgText(v.Name))
 	// Grid and the line of equal counts.
 	for i := 0; i <= D; i++ {
@@ -112,7 +112,7 @@ func decisionSVG(d *harness.DecideRecord, v *harness.VariantDecision) template.H
 		fmt.Sscanf(p, "%f,%f", &px, &py)
 		fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3.5" fill="#1f2328"/>`, px, py)
 	}
-	fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="11" text-anchor="middle" fill="#656d76">discordant rounds (one of the two failed)</text>`, left+size/2, top+size+28)
+	fmt.Fprintf(&b, `<text x="%d" y="%.1f" font-size="11" text-anchor="middle" fill="#656d76">discordant rounds (one of the two failed)</text>`, left+size/2, top+size+step/2+26)
 	fmt.Fprintf(&b, `<text x="12" y="%d" font-size="11" fill="#656d76" transform="rotate(-90 12 %d)" text-anchor="middle">failed only in the variant</text>`, top+size/2, top+size/2)
 	lx := left + size + 14
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="10" height="10" fill="#ffebe9" stroke="#cf222e"/><text x="%d" y="%d" font-size="11">differs: worse</text>`, lx, top+4, lx+14, top+13)
