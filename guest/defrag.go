@@ -93,6 +93,9 @@ type DefragReport struct {
 	// calls per second. AttemptsPerS counts every ioctl call.
 	MovesPerS    float64 `json:"moves_per_s"`
 	AttemptsPerS float64 `json:"attempts_per_s"`
+	// PerSecond counts moves, refusals (any errno) and a_ops transitions
+	// per second.
+	PerSecond *Series `json:"per_second,omitempty"`
 }
 
 func (c *DefragConfig) validate() error {
@@ -150,6 +153,7 @@ type defragger struct {
 	rng  *RNG
 	rep  *DefragReport
 	errs errList
+	ts   *Series
 	fsbs int64
 	pid  int
 	iter int64
@@ -209,6 +213,8 @@ func Defrag(ctx context.Context, cfg DefragConfig) (DefragReport, error) {
 	}
 	d.epochs = Epochs{N: max(cfg.Epochs, 1), Files: len(fds), Duration: cfg.Duration}
 	start := time.Now()
+	d.ts = NewSeries(start)
+	rep.PerSecond = d.ts
 	for time.Since(start) < cfg.Duration && ctx.Err() == nil {
 		d.once(d.epochs.At(time.Since(start)))
 	}
@@ -284,17 +290,21 @@ func (d *defragger) once(epoch int) {
 	moved, err := d.move(orig, donor, uint64(first), uint64(r))
 	d.rep.Attempts++
 	d.rep.BlocksMoved += moved
+	now := time.Now()
 	if err == nil {
+		d.ts.Add("moved", now)
 		d.rep.Results["moved"]++
 		if !d.moved[f] {
 			d.moved[f] = true
 			d.rep.FilesMoved++
 		}
 	} else {
+		d.ts.Add("refused", now)
 		d.rep.Results[ErrnoName(err)]++
 	}
 	if flagBefore&FSJournalDataFL != 0 {
 		if err == nil {
+			d.ts.Add("transitions", now)
 			d.rep.Transitions++
 		}
 		if after, gerr := GetFlags(orig); gerr == nil && after&FSJournalDataFL == 0 {

@@ -76,6 +76,8 @@ type WriteReport struct {
 	ErrorsTotal  int       `json:"errors_total"`
 	ElapsedS     float64   `json:"elapsed_s"`
 	Gens         [][]int64 `json:"gens"`
+	// PerSecond counts writes and bad read-backs per second.
+	PerSecond *Series `json:"per_second,omitempty"`
 }
 
 func (c WriteConfig) validate() error {
@@ -108,6 +110,7 @@ type writer struct {
 	rng   *RNG
 	rep   *WriteReport
 	errs  errList
+	ts    *Series
 	page  int
 	owned []int
 	// byEpoch[e]: the owned blocks in epoch e's files.
@@ -162,6 +165,8 @@ func Write(ctx context.Context, cfg WriteConfig) (WriteReport, error) {
 	defer runtime.UnlockOSThread()
 	faults0, tfaults0 := pageFaults(unix.RUSAGE_SELF), pageFaults(unix.RUSAGE_THREAD)
 	start := time.Now()
+	w.ts = NewSeries(start)
+	rep.PerSecond = w.ts
 	if len(w.owned) > 0 {
 		w.loop(ctx, start)
 	}
@@ -273,6 +278,7 @@ func (w *writer) loop(ctx context.Context, start time.Time) {
 		}
 		w.rep.Gens[f][b] = int64(gen)
 		w.rep.Writes++
+		w.ts.Add("writes", time.Now())
 		n := w.rep.Writes
 
 		if w.cfg.Mode == ModeMmap {
@@ -347,6 +353,7 @@ func (w *writer) readBack() {
 		return
 	}
 	w.rep.ReadbackBad++
+	w.ts.Add("readback_bad", time.Now())
 	if len(w.rep.BadReads) < maxBadReads {
 		found := "nothing recognizable"
 		if v.Found != nil {

@@ -71,6 +71,15 @@ type WriterResult struct {
 	BadReads    []string `json:"bad_readbacks,omitempty"`
 	WritesPerS  float64  `json:"writes_per_s"`
 	FaultsPerS  float64  `json:"faults_per_s"` // page faults/s of the writing thread
+	// PerSecond: writes and readback_bad per second (pbguest writers).
+	PerSecond *PerSecond `json:"per_second,omitempty"`
+}
+
+// PerSecond is a guest worker's event counts per whole second since it
+// started (StartUnix, guest clock): Counts[name][i] events in second i.
+type PerSecond struct {
+	StartUnix float64            `json:"start_unix"`
+	Counts    map[string][]int64 `json:"counts"`
 }
 
 // DefragResult is what one guest defrag worker reported.
@@ -86,6 +95,8 @@ type DefragResult struct {
 	Rejournals  int64            `json:"rejournals"`
 	BlocksMoved int64            `json:"blocks_moved"`
 	Elapsed     float64          `json:"elapsed_s"`
+	// PerSecond: moved, refused (any errno) and transitions per second.
+	PerSecond *PerSecond `json:"per_second,omitempty"`
 }
 
 // VerifyResult is one verify pass (live, dropcache, remount).

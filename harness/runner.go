@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"patchbay/images"
@@ -484,15 +485,29 @@ func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
 	}
 	outs := make([][]byte, len(jobs))
 	errs := make([]error, len(jobs))
+	// A kernel that reported a hang and lets no worker finish ends the run
+	// HangGrace after the workload's end, not at the deadline.
+	wctx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	var hung atomic.Pointer[string]
+	go watchHang(wctx, g.m.Console, len(g.m.Console()), time.Now().Add(dur), HangGrace, time.Second, func(why string) {
+		hung.Store(&why)
+		stopWork()
+	})
 	var wg sync.WaitGroup
 	for i, j := range jobs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			outs[i], errs[i] = g.sh(ctx, deadline, "", j.cmd)
+			outs[i], errs[i] = g.sh(wctx, deadline, "", j.cmd)
 		}()
 	}
 	wg.Wait()
+	stopWork()
+	if why := hung.Load(); why != nil && ctx.Err() == nil {
+		// lost() calls a deadline with the VM alive a hang.
+		return fmt.Errorf("workload: %w: %s", context.DeadlineExceeded, *why)
+	}
 	all := map[string]json.RawMessage{}
 	var firstErr error
 	for i, j := range jobs {

@@ -16,6 +16,7 @@ import (
 
 	"patchbay/images"
 	"patchbay/kernel"
+	"patchbay/seqtest"
 	"patchbay/vm"
 )
 
@@ -44,6 +45,18 @@ type Options struct {
 	// differs from the baseline's with Fisher p < StopEarlyAlpha, both
 	// with at least StopEarlyMinJudged judged runs.
 	StopEarly bool
+	// Decide schedules rounds (run k of every variant still undecided,
+	// baseline included) until the sequential rule Rule has decided every
+	// variant against the baseline or the budget (BudgetRuns runs, Budget
+	// of wall time from the start) ends; Runs does not apply.
+	Decide     bool
+	Rule       seqtest.Design // zero: seqtest.Default()
+	BudgetRuns int
+	Budget     time.Duration
+	// Status, when set, gets a decide session's status (a line per
+	// variant and one for the budget) after every run, instead of
+	// Progress getting it as one line.
+	Status func(lines []string)
 	// ExpectKernel maps a variant to the kernel key an earlier run used;
 	// when the case builds a different kernel now, a warning is logged.
 	ExpectKernel map[string]string
@@ -82,6 +95,8 @@ type Summary struct {
 	// StopReason says which variant, the counts and the p-value.
 	StoppedEarly bool   `json:"stopped_early,omitempty"`
 	StopReason   string `json:"stop_reason,omitempty"`
+	// Decide is what a --decide session concluded and why.
+	Decide *DecideRecord `json:"decide,omitempty"`
 	// ReproOf is the run directory that patchbay repro ran again.
 	ReproOf string `json:"repro_of,omitempty"`
 	// MergedFrom are the results directories patchbay merge joined.
@@ -144,6 +159,21 @@ func selectJobs(c *Case, opt Options) ([]string, []Job, error) {
 	}
 	if err := opt.Shard.Check(); err != nil {
 		return nil, nil, err
+	}
+	if opt.Decide {
+		switch {
+		case opt.StopEarly || opt.Shard.Sharded():
+			return nil, nil, errors.New("--decide schedules rounds itself: it cannot be sharded or combined with --stop-early")
+		case c.Baseline == "" || !slices.Contains(names, c.Baseline):
+			return nil, nil, fmt.Errorf("--decide compares against the baseline: select variant %q too", c.Baseline)
+		case len(names) < 2:
+			return nil, nil, errors.New("--decide needs a variant besides the baseline")
+		case opt.BudgetRuns <= 0 && opt.Budget <= 0:
+			return nil, nil, errors.New("--decide needs a budget: --budget-runs N or --budget DURATION")
+		}
+		// The first round, for the plan's bookkeeping; later ones are
+		// made as the session goes.
+		return names, Plan(c, names, 1, opt.Seed), nil
 	}
 	if opt.StopEarly {
 		if opt.Shard.Sharded() {
@@ -292,6 +322,9 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 		if sum.Variants[byName[job.Variant]].Kernel != nil {
 			todo = append(todo, j)
 		}
+	}
+	if opt.Decide {
+		return runDecide(ctx, c, opt, sum, names, byName, runner, start, logf)
 	}
 	var stop func([]*RunRecord) string
 	if opt.StopEarly {

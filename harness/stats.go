@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"fmt"
 	"math"
 	"sort"
 )
@@ -41,6 +42,15 @@ type VariantStats struct {
 	// NewVsBaseline are the titles the baseline never showed; empty for the
 	// baseline, and when the baseline is not in the summary.
 	NewVsBaseline []string `json:"new_vs_baseline"`
+	// NewEveryRun says, for each title new against the baseline that this
+	// variant showed in every one of its runs, what it is: "new: TITLE in
+	// 2 of 2 runs, never in 2 baseline runs". At a few runs that is
+	// plainer evidence than a p-value.
+	NewEveryRun []string `json:"new_every_run"`
+	// Detection: the fraction of judged runs that failed (per run) and
+	// failures per minute of run time (boot to teardown).
+	RunMinutes        float64 `json:"run_minutes"`
+	FailuresPerMinute float64 `json:"failures_per_minute"`
 }
 
 // IsFailure reports whether an outcome counts against the kernel.
@@ -70,6 +80,7 @@ func (s *Summary) Stats() []VariantStats {
 	for i := range out {
 		out[i].PValueVsBaseline = 1
 		out[i].NewVsBaseline = []string{}
+		out[i].NewEveryRun = []string{}
 		if base < 0 || i == base {
 			continue
 		}
@@ -83,6 +94,10 @@ func (s *Summary) Stats() []VariantStats {
 		for _, t := range out[i].Titles {
 			if !seen[t.Title] {
 				out[i].NewVsBaseline = append(out[i].NewVsBaseline, t.Title)
+				// Every judged run: an infra-error run saw nothing either way.
+				if j := out[i].Judged; j > 0 && t.Runs >= j && b.Judged > 0 {
+					out[i].NewEveryRun = append(out[i].NewEveryRun, fmt.Sprintf("new: %s in %d of %d runs, never in %d baseline runs", t.Title, t.Runs, j, b.Judged))
+				}
 			}
 		}
 	}
@@ -93,6 +108,7 @@ func variantStats(v *VariantSummary) VariantStats {
 	st := VariantStats{Name: v.Name, Runs: len(v.Runs), Counts: map[Outcome]int{}, Titles: []TitleCount{}}
 	runs := map[string]int{}
 	for _, r := range v.Runs {
+		st.RunMinutes += r.Seconds / 60
 		st.Counts[r.Outcome]++
 		if IsJudged(r.Outcome) {
 			st.Judged++
@@ -110,6 +126,9 @@ func variantStats(v *VariantSummary) VariantStats {
 	}
 	if st.Judged > 0 {
 		st.FailureRate = float64(st.Failures) / float64(st.Judged)
+	}
+	if st.RunMinutes > 0 {
+		st.FailuresPerMinute = float64(st.Failures) / st.RunMinutes
 	}
 	st.Lo, st.Hi = Wilson(st.Failures, st.Judged, Z95)
 	for t, n := range runs {

@@ -108,3 +108,25 @@ func TestSummaryStats(t *testing.T) {
 		}
 	}
 }
+
+// TestNewInEveryRun: at 2 runs each Fisher says p = 0.33; the report says
+// what was seen instead.
+func TestNewInEveryRun(t *testing.T) {
+	bug := triage.Finding{Kind: "BUG", Title: "kernel BUG in ext4_move_extents"}
+	warn := triage.Finding{Kind: "WARNING", Title: "WARNING in jbd2_journal_dirty_metadata"}
+	s := &Summary{Baseline: "base", Variants: []VariantSummary{
+		{Name: "base", Runs: []*RunRecord{{Outcome: Pass}, {Outcome: Pass}}},
+		{Name: "v", Runs: []*RunRecord{{Outcome: Crash, Findings: []triage.Finding{bug, warn}}, {Outcome: Crash, Findings: []triage.Finding{bug}}, {Outcome: InfraError}}},
+	}}
+	st := s.Stats()
+	want := []string{"new: kernel BUG in ext4_move_extents in 2 of 2 runs, never in 2 baseline runs"}
+	if !reflect.DeepEqual(st[1].NewEveryRun, want) {
+		t.Errorf("new every run %q, want %q", st[1].NewEveryRun, want)
+	}
+	if p := st[1].PValueVsBaseline; p < 0.3 {
+		t.Errorf("p %v: the point is that it is large", p)
+	}
+	if st[0].NewEveryRun == nil || len(st[0].NewEveryRun) != 0 {
+		t.Errorf("baseline: %v", st[0].NewEveryRun)
+	}
+}

@@ -34,6 +34,18 @@ type htmlPage struct {
 	Variants              []htmlVariant
 	Rows                  []htmlRow
 	Legend                []harness.Outcome
+	Rates                 template.HTML // failure rates with intervals (svg.go)
+	Decide                *htmlDecide
+}
+
+type htmlDecide struct {
+	Rule, Params, Ended string
+	Items               []htmlDecision
+}
+
+type htmlDecision struct {
+	Name, Decision, Reason string
+	Plot                   template.HTML
 }
 
 type htmlVariant struct {
@@ -43,6 +55,8 @@ type htmlVariant struct {
 	Bar                  []htmlSegment
 	BuildError           string
 	RunList              []htmlRun
+	NewEveryRun          []string
+	Detection            string
 }
 
 type htmlSegment struct {
@@ -72,6 +86,8 @@ type htmlRun struct {
 	Reasons               []string
 	Findings              []htmlFinding
 	Links                 []htmlLink
+	Timeline              template.HTML
+	FindingNote           string
 }
 
 type htmlFinding struct {
@@ -99,6 +115,15 @@ func HTML(s *harness.Summary, dir string) ([]byte, error) {
 	for i := range s.Variants {
 		page.Variants = append(page.Variants, htmlVariantOf(s, &s.Variants[i], &stats[i], dir))
 	}
+	page.Rates = ratesSVG(s, stats)
+	if d := s.Decide; d != nil {
+		hd := &htmlDecide{Rule: d.Rule, Params: decideParams(d), Ended: fmt.Sprintf("%d rounds; scheduling ended: %s", d.Rounds, d.Ended)}
+		for i := range d.Variants {
+			v := &d.Variants[i]
+			hd.Items = append(hd.Items, htmlDecision{Name: v.Name, Decision: string(v.Decision), Reason: v.Reason, Plot: decisionSVG(d, v)})
+		}
+		page.Decide = hd
+	}
 	for _, r := range tableRows(s) {
 		hr := htmlRow{Name: r.name}
 		for i := range s.Variants {
@@ -122,6 +147,7 @@ func htmlVariantOf(s *harness.Summary, v *harness.VariantSummary, st *harness.Va
 	hv := htmlVariant{
 		Heading: variantHeading(s, v), Description: v.Description, Runs: len(v.Runs),
 		Rate: rateCell(st), BuildError: v.BuildError,
+		NewEveryRun: st.NewEveryRun, Detection: detectionCell(st),
 	}
 	if st.Compared {
 		hv.P = pCell(st) + " vs " + s.Baseline
@@ -143,6 +169,9 @@ func htmlVariantOf(s *harness.Summary, v *harness.VariantSummary, st *harness.Va
 			Outcome: r.Outcome,
 			Reasons: r.Reasons,
 			Links:   runLinks(dir, r.Dir),
+
+			Timeline:    timelineSVG(r),
+			FindingNote: findingNote(r),
 		}
 		for _, f := range r.Findings {
 			hr.Findings = append(hr.Findings, htmlFinding{Title: f.Title, Kind: string(f.Kind), Report: f.Report, Line: f.Line, New: fresh[f.Title]})

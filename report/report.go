@@ -232,6 +232,7 @@ func Markdown(s *harness.Summary) string {
 		b.WriteString("\n")
 	}
 	b.WriteString("\n")
+	b.WriteString(evidenceMarkdown(s, stats))
 	for _, v := range s.Variants {
 		if v.BuildError != "" {
 			fmt.Fprintf(&b, "**%s** did not build:\n\n```\n%s\n```\n\n", v.Name, v.BuildError)

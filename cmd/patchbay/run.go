@@ -31,7 +31,16 @@ the seed the unsharded run gives it; 'patchbay merge' joins the shards' results.
 --stop-early stops scheduling runs once some variant's failure rate differs
 from the baseline's (Fisher exact p < 0.05, at least 3 judged runs each) and
 records stopped_early and the reason in summary.json. It looks after every
-run, so its p-value is optimistic: it saves VM time when the answer is plain.
+run, so its p-value is optimistic: it saves VM time when the answer is plain,
+it is not a test. Use --decide for one.
+
+--decide runs rounds (run k of the baseline and of every variant still
+undecided, seed+k) until a sequential test whose error rates hold however
+often it looks has decided each variant against the baseline (differs-worse,
+differs-better, equivalent within 0.25, no-difference) or the budget ends
+(--budget-runs N, --budget 15m; one of them is required). summary.json
+records the rule, its boundaries and each decision's evidence (see README,
+"Deciding").
 
 Exit status: 0 when every run passed its expectations, 1 when a run failed,
 crashed or hung, 2 when the harness or the host failed.`,
@@ -59,6 +68,11 @@ crashed or hung, 2 when the harness or the host failed.`,
 			// Phase lines help someone watching; in a CI log the start and
 			// outcome of each run are enough.
 			opt.Phases = isTerminal(cmd.ErrOrStderr())
+			if opt.Decide && opt.Phases {
+				// A live status block per variant under the log lines.
+				live := newLiveStatus(cmd.ErrOrStderr())
+				opt.Progress, opt.Status = live, live.Set
+			}
 			sum, err := harness.RunCase(cmd.Context(), c, opt)
 			if sum != nil {
 				if werr := report.Write(sum.Dir, sum); werr != nil && err == nil {
@@ -85,7 +99,10 @@ crashed or hung, 2 when the harness or the host failed.`,
 	f.StringVar(&opt.ResultsDir, "results", "results", "results root directory")
 	f.StringVar(&opt.GuestBin, "guest-bin", "", "prebuilt static pbguest (default: build from this source tree)")
 	f.StringVar(&shard, "shard", "", "run only shard i of K (0-based, e.g. 0/4) of the plan; needs --seed (see patchbay plan, patchbay merge)")
-	f.BoolVar(&opt.StopEarly, "stop-early", false, "stop scheduling runs once a variant's failure rate differs from the baseline's (Fisher p < 0.05, >= 3 judged runs each)")
+	f.BoolVar(&opt.StopEarly, "stop-early", false, "stop scheduling runs once a variant's failure rate differs from the baseline's (Fisher p < 0.05, >= 3 judged runs each; looked at after every run, that p is optimistic: --decide is the test)")
+	f.BoolVar(&opt.Decide, "decide", false, "run rounds until a sequential test decides every variant against the baseline, or the budget ends (--runs does not apply)")
+	f.IntVar(&opt.BudgetRuns, "budget-runs", 0, "with --decide: at most this many runs in all")
+	f.DurationVar(&opt.Budget, "budget", 0, "with --decide: start no round expected to end after this much wall time from the start (builds included)")
 	return addInputFlag(cmd)
 }
 
@@ -94,6 +111,12 @@ crashed or hung, 2 when the harness or the host failed.`,
 func printSessionNotes(w io.Writer, sum *harness.Summary) {
 	if sum.Shard != "" {
 		fmt.Fprintf(w, "\nshard %s of the plan: join the shards' results with patchbay merge OUT DIR...\n", sum.Shard)
+	}
+	if d := sum.Decide; d != nil {
+		fmt.Fprintf(w, "\ndecide (%d rounds, ended: %s):\n", d.Rounds, d.Ended)
+		for _, v := range d.Variants {
+			fmt.Fprintf(w, "  %s vs %s: %s - %s\n", v.Name, sum.Baseline, v.Decision, v.Reason)
+		}
 	}
 	if sum.StoppedEarly {
 		fmt.Fprintf(w, "\nstopped early: %s\n", sum.StopReason)
