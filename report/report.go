@@ -515,8 +515,9 @@ func escape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// writeAtomic writes through a temporary file in the same directory and a
-// rename, so a reader (or a crash) never sees half a report.
+// writeAtomic writes through a temporary file in the same directory, an
+// fsync and a rename (then an fsync of the directory), so a reader, or a
+// crash, never sees half a report.
 func writeAtomic(path string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
@@ -524,11 +525,14 @@ func writeAtomic(path string, data []byte) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if err == nil {
+		err = f.Chmod(0o644)
 	}
 	if err == nil {
-		err = os.Chmod(tmp, 0o644)
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	if err == nil {
 		err = os.Rename(tmp, path)
@@ -536,6 +540,14 @@ func writeAtomic(path string, data []byte) error {
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err == nil {
+		err = d.Sync()
+		d.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: syncing its directory: %w", path, err)
 	}
 	return nil
 }
