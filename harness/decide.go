@@ -309,7 +309,7 @@ func decideSchedule(ctx context.Context, d *decider, names []string, seed uint64
 // runDecide is RunCase's scheduling for --decide: rounds until every
 // variant with a kernel is decided against the baseline or the budget ends.
 func runDecide(ctx context.Context, c *Case, opt Options, sum *Summary, names []string, byName map[string]int, runner *Runner,
-	start time.Time, logf func(string, ...any)) (*Summary, error) {
+	start time.Time, logf func(string, ...any), cp *checkpoint) (*Summary, error) {
 	design := opt.Rule
 	if design == (seqtest.Design{}) {
 		design = seqtest.Default()
@@ -339,7 +339,16 @@ func runDecide(ctx context.Context, c *Case, opt Options, sum *Summary, names []
 	records, errs, rounds, ended := decideSchedule(ctx, d, ready, opt.Seed, opt.Jobs, opt.BudgetRuns, deadline, func(job Job) (*RunRecord, error) {
 		v := &sum.Variants[byName[job.Variant]]
 		logf("[round %d] %s #%d (seed %d): booting %s", job.Index+1, v.Name, job.Index, job.Seed, v.Kernel.Release)
-		return runner.RunOne(ctx, v.Name, job.Index, job.Seed, v.Kernel)
+		if err := cp.begin(job); err != nil {
+			return nil, err
+		}
+		rec, err := runner.RunOne(ctx, v.Name, job.Index, job.Seed, v.Kernel)
+		if rec != nil {
+			if cerr := cp.done(job, rec); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+		return rec, err
 	}, func(lines []string) {
 		if opt.Status != nil {
 			opt.Status(lines)
@@ -348,6 +357,12 @@ func runDecide(ctx context.Context, c *Case, opt Options, sum *Summary, names []
 		logf("[decide] %s", strings.Join(lines, " | "))
 	})
 	d.finish()
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	// The records again, in round order rather than the order runs ended.
+	for i := range sum.Variants {
+		sum.Variants[i].Runs = nil
+	}
 	for _, r := range records {
 		v := &sum.Variants[byName[r.Variant]]
 		v.Runs = append(v.Runs, r)

@@ -54,6 +54,9 @@ type RunRecord struct {
 	Fsck             *FsckResult      `json:"fsck,omitempty"`
 	PowerCut         *PowerCutResult  `json:"power_cut,omitempty"` // with workload.power_cut
 	Findings         []triage.Finding `json:"findings"`
+	// ConsoleTruncated: the console capture hit its size cap, so console.log
+	// and the findings miss whatever the kernel printed after it.
+	ConsoleTruncated bool `json:"console_truncated,omitempty"`
 }
 
 // WriterResult is what one guest writer reported (subset of its JSON).
@@ -157,11 +160,13 @@ func (r *RunRecord) ReadbackBad() int64 {
 	return n
 }
 
-// BadBlocks sums bad blocks over all verify phases.
+// BadBlocks is the most bad blocks one verify pass found. The passes
+// (live, dropcache, remount) check the same blocks, so a lost block is
+// usually bad in each of them: their sum would count it up to three times.
 func (r *RunRecord) BadBlocks() int64 {
 	var n int64
 	for _, v := range r.Verify {
-		n += v.BadTotal
+		n = max(n, v.BadTotal)
 	}
 	return n
 }
@@ -174,7 +179,7 @@ func (r *RunRecord) defragSum(f func(DefragResult) int64) int64 {
 	return n
 }
 
-// writeJSON writes v to path atomically (temp file + rename).
+// writeJSON writes v to path atomically (see writeFileAtomic).
 func writeJSON(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -183,14 +188,52 @@ func writeJSON(path string, v any) error {
 	return writeFileAtomic(path, append(data, '\n'))
 }
 
+// writeFileAtomic writes data to a temporary file of a unique name in
+// path's directory (two writers never share it), syncs it, renames it over
+// path and syncs the directory: after a crash path holds the old or the
+// new content, never a torn or empty file.
 func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	return os.Rename(tmp, path)
+	return syncDir(dir)
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
 }

@@ -2,9 +2,12 @@ package harness
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,6 +104,11 @@ type Summary struct {
 	ReproOf string `json:"repro_of,omitempty"`
 	// MergedFrom are the results directories patchbay merge joined.
 	MergedFrom []string `json:"merged_from,omitempty"`
+	// NotFinished are the jobs this session planned that have no record:
+	// the session was killed (or is still running) before they ended.
+	// summary.json is rewritten after every run, so a killed session's
+	// directory names them.
+	NotFinished []Job `json:"not_finished,omitempty"`
 }
 
 // VariantSummary is one variant's kernel and runs.
@@ -217,12 +225,11 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	start := time.Now()
 	stamp := start.UTC().Format("20060102-150405")
 	if opt.Shard.Sharded() {
-		// Shards started in the same second on one host must not share a directory.
 		stamp += fmt.Sprintf("-shard%dof%d", opt.Shard.Index, opt.Shard.Count)
 	}
-	dir := filepath.Join(opt.ResultsDir, c.Name, stamp)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("results directory: %w", err)
+	dir, err := newResultsDir(filepath.Join(opt.ResultsDir, c.Name), stamp)
+	if err != nil {
+		return nil, err
 	}
 	sum := &Summary{
 		Case: c.Name, Question: strings.TrimSpace(c.Question), CaseFile: c.File, Inputs: c.InputValues(), Baseline: c.Baseline,
@@ -231,16 +238,24 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	if len(opt.Only) == 0 {
 		sum.PlannedRuns = opt.Runs
 	}
+	// From here on summary.json always says which runs are still missing.
+	cp := &checkpoint{sum: sum}
+	for _, n := range names {
+		v := c.Variants[n]
+		cp.planned = append(cp.planned, VariantSummary{Name: n, Description: v.Description, Patches: v.Patches, Expect: v.Expect})
+	}
+	sum.Variants = cp.planned
+	if err := cp.start(jobs); err != nil {
+		return nil, err
+	}
+	sum.Variants = nil
 	wanted := map[string]bool{}
 	for _, j := range jobs {
 		wanted[j.Variant] = true
 	}
 	if len(jobs) == 0 {
 		logf("shard %s has no jobs (%d variant(s) x %d run(s)): nothing to run", opt.Shard, len(names), opt.Runs)
-		for _, n := range names {
-			v := c.Variants[n]
-			sum.Variants = append(sum.Variants, VariantSummary{Name: n, Description: v.Description, Patches: v.Patches, Expect: v.Expect})
-		}
+		sum.Variants = cp.planned
 		sum.Seconds = time.Since(start).Seconds()
 		return sum, nil
 	}
@@ -288,8 +303,8 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 				return nil, ctx.Err()
 			}
 			// One variant's broken patch must not stop the others.
-			logf("variant %s: build failed: %v", n, err)
-			vs.BuildError = err.Error()
+			vs.BuildError = buildErrorText(n, err)
+			logf("variant %s: build failed: %s", n, vs.BuildError)
 		}
 		if want, ok := opt.ExpectKernel[n]; ok && k != nil && k.Key != want {
 			logf("warning: variant %s: the case builds kernel %s now, the run being repeated used %s (source, patches, fragments or compiler changed)", n, k.Key, want)
@@ -324,7 +339,19 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 		}
 	}
 	if opt.Decide {
-		return runDecide(ctx, c, opt, sum, names, byName, runner, start, logf)
+		// Rounds are decided as they come: each job is recorded as not
+		// finished when it starts (checkpoint.begin), not planned ahead.
+		if err := cp.start(nil); err != nil {
+			return nil, err
+		}
+		return runDecide(ctx, c, opt, sum, names, byName, runner, start, logf, cp)
+	}
+	var planned []Job
+	for _, j := range todo {
+		planned = append(planned, jobs[j])
+	}
+	if err := cp.start(planned); err != nil {
+		return nil, err
 	}
 	var stop func([]*RunRecord) string
 	if opt.StopEarly {
@@ -334,10 +361,22 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 		job := jobs[todo[i]]
 		v := &sum.Variants[byName[job.Variant]]
 		logf("[run %d/%d] %s #%d (seed %d): booting %s", i+1, len(todo), v.Name, job.Index, job.Seed, v.Kernel.Release)
-		return runner.RunOne(ctx, v.Name, job.Index, job.Seed, v.Kernel)
+		rec, err := runner.RunOne(ctx, v.Name, job.Index, job.Seed, v.Kernel)
+		if rec != nil {
+			if cerr := cp.done(job, rec); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+		return rec, err
 	}, stop)
 	if res.stopped != "" {
 		logf("stop early: %s", res.stopped)
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	// The records again, in job order rather than the order runs ended.
+	for i := range sum.Variants {
+		sum.Variants[i].Runs = nil
 	}
 	done := 0
 	for _, rec := range res.records {
@@ -350,9 +389,97 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	if res.stopped != "" && res.started < len(todo) {
 		sum.StoppedEarly = true
 		sum.StopReason = fmt.Sprintf("%s; %d of %d planned runs done", res.stopped, done, len(todo))
+		// Skipped on purpose, not unfinished: stop_reason says why.
+		sum.NotFinished = nil
 	}
 	sum.Seconds = time.Since(start).Seconds()
 	return sum, errors.Join(res.errs...)
+}
+
+// newResultsDir creates parent/stamp-XXXXXXXX (a random suffix) with
+// os.Mkdir, which fails when the name exists: two sessions started in the
+// same second never share a directory (and its console.log files).
+func newResultsDir(parent, stamp string) (string, error) {
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", fmt.Errorf("results directory: %w", err)
+	}
+	for range 16 {
+		var b [4]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", fmt.Errorf("results directory: %w", err)
+		}
+		dir := filepath.Join(parent, stamp+"-"+hex.EncodeToString(b[:]))
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			return dir, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return "", fmt.Errorf("results directory: %w", err)
+		}
+	}
+	return "", fmt.Errorf("results directory: no free name for %s in %s after 16 tries", stamp, parent)
+}
+
+// checkpoint keeps summary.json on disk current while a session runs:
+// the planned jobs before the first run, then every record as its run
+// ends, so that a session killed half way leaves a directory that
+// `patchbay report` renders, naming the runs that never finished.
+type checkpoint struct {
+	mu      sync.Mutex
+	sum     *Summary
+	planned []VariantSummary // the variants before any build, for the first write
+}
+
+// start records jobs as not finished and writes summary.json.
+func (cp *checkpoint) start(jobs []Job) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.sum.NotFinished = slices.Clone(jobs)
+	return cp.write()
+}
+
+// begin records one more job as not finished (run --decide schedules its
+// rounds as it goes) and writes summary.json.
+func (cp *checkpoint) begin(job Job) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.sum.NotFinished = append(cp.sum.NotFinished, job)
+	return cp.write()
+}
+
+// done adds the record of job to the summary and writes summary.json.
+func (cp *checkpoint) done(job Job, rec *RunRecord) error {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	cp.sum.NotFinished = slices.DeleteFunc(cp.sum.NotFinished, func(j Job) bool { return j == job })
+	for i := range cp.sum.Variants {
+		if v := &cp.sum.Variants[i]; v.Name == rec.Variant {
+			v.Runs = append(v.Runs, rec)
+		}
+	}
+	return cp.write()
+}
+
+func (cp *checkpoint) write() error {
+	cp.sum.Seconds = time.Since(cp.sum.Started).Seconds()
+	if err := writeJSON(filepath.Join(cp.sum.Dir, "summary.json"), cp.sum); err != nil {
+		return fmt.Errorf("saving the summary so far: %w", err)
+	}
+	return nil
+}
+
+// buildErrorText is err's message without the "variant NAME: " prefix the
+// kernel builder puts on it: the report and the log name the variant
+// already ("variant X: build failed: variant X: ..." otherwise).
+func buildErrorText(name string, err error) string {
+	msg := err.Error()
+	for {
+		rest, ok := strings.CutPrefix(msg, "variant "+name+": ")
+		if !ok {
+			return msg
+		}
+		msg = rest
+	}
 }
 
 // scheduled is what schedule did.

@@ -186,8 +186,14 @@ func runDetail(r *harness.RunRecord) string {
 	if r.BootSecs > 0 {
 		parts = append(parts, fmt.Sprintf("boot %.1f s", r.BootSecs))
 	}
-	if len(r.Verify) > 0 || len(r.Defrag) > 0 {
-		parts = append(parts, fmt.Sprintf("%d moves, %d transitions, %d bad blocks", r.Moved(), r.Transitions(), r.BadBlocks()))
+	if len(r.Defrag) > 0 {
+		parts = append(parts, fmt.Sprintf("%d moves, %d transitions", r.Moved(), r.Transitions()))
+	}
+	if len(r.Verify) > 0 {
+		parts = append(parts, fmt.Sprintf("%d bad blocks (worst verify pass)", r.BadBlocks()))
+	}
+	if r.ConsoleTruncated {
+		parts = append(parts, "console truncated at its size cap")
 	}
 	return strings.Join(parts, ", ")
 }

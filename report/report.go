@@ -19,7 +19,14 @@ import (
 )
 
 // Write renders every report into dir, each file atomically.
-func Write(dir string, s *harness.Summary) error {
+func Write(dir string, s *harness.Summary) error { return write(dir, s, true) }
+
+// WriteViews renders every report but summary.json into dir: the files
+// made from summary.json, which stays as it is (a newer patchbay's fields
+// that this one does not know survive a re-render).
+func WriteViews(dir string, s *harness.Summary) error { return write(dir, s, false) }
+
+func write(dir string, s *harness.Summary, withSummary bool) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("results directory: %w", err)
 	}
@@ -33,6 +40,9 @@ func Write(dir string, s *harness.Summary) error {
 		{"junit.xml", func() ([]byte, error) { return JUnit(s, dir) }},
 		{"kcidb.json", func() ([]byte, error) { return KCIDB(s) }},
 		{"report.html", func() ([]byte, error) { return HTML(s, dir) }},
+	}
+	if !withSummary {
+		files = files[1:]
 	}
 	for _, f := range files {
 		data, err := f.render()
@@ -56,8 +66,12 @@ type row struct {
 const findingsRow = "findings"
 
 func tableRows(s *harness.Summary) []row {
-	sum := func(f func(*harness.RunRecord) int64) func(*harness.VariantSummary, *harness.VariantStats) string {
-		return func(v *harness.VariantSummary, _ *harness.VariantStats) string { return sumCell(v, f) }
+	// Defrag and writer numbers exist only for runs whose workload
+	// reported them (not for a run that crashed before it did).
+	defragged := func(r *harness.RunRecord) bool { return len(r.Defrag) > 0 }
+	wrote := func(r *harness.RunRecord) bool { return len(r.Writers) > 0 }
+	sum := func(has func(*harness.RunRecord) bool, f func(*harness.RunRecord) int64) func(*harness.VariantSummary, *harness.VariantStats) string {
+		return func(v *harness.VariantSummary, _ *harness.VariantStats) string { return sumCell(v, has, f) }
 	}
 	only := func(f func(*harness.VariantSummary) string) func(*harness.VariantSummary, *harness.VariantStats) string {
 		return func(v *harness.VariantSummary, _ *harness.VariantStats) string { return f(v) }
@@ -69,17 +83,25 @@ func tableRows(s *harness.Summary) []row {
 		{"outcome", only(outcomeCell)},
 		{"failure rate (95% CI)", func(_ *harness.VariantSummary, st *harness.VariantStats) string { return rateCell(st) }},
 		{"p vs baseline (Fisher)", func(_ *harness.VariantSummary, st *harness.VariantStats) string { return pCell(st) }},
-		{"moves done", sum(func(r *harness.RunRecord) int64 { return r.Moved() })},
-		{"refused EOPNOTSUPP", sum(func(r *harness.RunRecord) int64 { return r.Refused("EOPNOTSUPP") })},
-		{"other move errors", sum(otherErrors)},
-		{"a_ops transitions", sum(func(r *harness.RunRecord) int64 { return r.Transitions() })},
-		{"block writes", sum(func(r *harness.RunRecord) int64 { return r.Writes() })},
-		{"read-backs missing the last write", sum(func(r *harness.RunRecord) int64 { return r.ReadbackBad() })},
+		{"moves done", sum(defragged, func(r *harness.RunRecord) int64 { return r.Moved() })},
+		{"refused EOPNOTSUPP", sum(defragged, func(r *harness.RunRecord) int64 { return r.Refused("EOPNOTSUPP") })},
+		{"other move errors", sum(defragged, otherErrors)},
+		{"a_ops transitions", sum(defragged, func(r *harness.RunRecord) int64 { return r.Transitions() })},
+		{"block writes", sum(wrote, func(r *harness.RunRecord) int64 { return r.Writes() })},
+		{"read-backs missing the last write", sum(wrote, func(r *harness.RunRecord) int64 { return r.ReadbackBad() })},
 		{"bad blocks live/dropcache/remount", only(badCell)},
 		{"e2fsck", only(fsckCell)},
 		{findingsRow, func(v *harness.VariantSummary, st *harness.VariantStats) string {
 			return strings.Join(findingLines(v, st), "<br>")
 		}},
+	}
+	if len(s.NotFinished) > 0 {
+		rows = slices.Insert(rows, 3, row{"not finished", func(v *harness.VariantSummary, _ *harness.VariantStats) string {
+			return notFinishedCell(s, v)
+		}})
+	}
+	if consoleTruncated(s) {
+		rows = append(rows, row{"console capture truncated at its size cap", only(truncatedCell)})
 	}
 	// Rates come before the verdict rows: how hard each run pushed.
 	rates := []row{
@@ -233,7 +255,15 @@ func Markdown(s *harness.Summary) string {
 	}
 	b.WriteString("\n")
 	b.WriteString(evidenceMarkdown(s, stats))
+	for _, j := range s.NotFinished {
+		fmt.Fprintf(&b, "- %s #%d (seed %d): not finished (the session ended before this run did)\n", j.Variant, j.Index, j.Seed)
+	}
 	for _, v := range s.Variants {
+		for _, r := range v.Runs {
+			if r.ConsoleTruncated {
+				fmt.Fprintf(&b, "- %s #%d: console capture hit its size cap: console.log and the findings stop there\n", v.Name, r.Index)
+			}
+		}
 		if v.BuildError != "" {
 			fmt.Fprintf(&b, "**%s** did not build:\n\n```\n%s\n```\n\n", v.Name, v.BuildError)
 		}
@@ -321,15 +351,70 @@ func pCell(st *harness.VariantStats) string {
 	return "p=" + strconv.FormatFloat(st.PValueVsBaseline, 'g', 2, 64)
 }
 
-func sumCell(v *harness.VariantSummary, f func(*harness.RunRecord) int64) string {
+// unknown is a cell whose number no run reported: not the same as 0.
+const unknown = "—"
+
+// sumCell sums f over the runs that reported it (has); runs that did not
+// (a crash before the workload reported) are counted as unknown, not 0.
+func sumCell(v *harness.VariantSummary, has func(*harness.RunRecord) bool, f func(*harness.RunRecord) int64) string {
 	if len(v.Runs) == 0 {
 		return "-"
 	}
 	var n int64
+	known := 0
 	for _, r := range v.Runs {
-		n += f(r)
+		if has(r) {
+			n += f(r)
+			known++
+		}
+	}
+	switch {
+	case known == 0:
+		return unknown
+	case known < len(v.Runs):
+		return fmt.Sprintf("%d (%d of %d runs unknown)", n, len(v.Runs)-known, len(v.Runs))
 	}
 	return fmt.Sprint(n)
+}
+
+// notFinishedCell names the variant's runs the session planned but never
+// finished (it was killed): "#1 (seed 43), #2 (seed 44)".
+func notFinishedCell(s *harness.Summary, v *harness.VariantSummary) string {
+	var parts []string
+	for _, j := range s.NotFinished {
+		if j.Variant == v.Name {
+			parts = append(parts, fmt.Sprintf("#%d (seed %d)", j.Index, j.Seed))
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func consoleTruncated(s *harness.Summary) bool {
+	for _, v := range s.Variants {
+		for _, r := range v.Runs {
+			if r.ConsoleTruncated {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// truncatedCell lists the runs whose console.log stops at the capture cap.
+func truncatedCell(v *harness.VariantSummary) string {
+	var parts []string
+	for _, r := range v.Runs {
+		if r.ConsoleTruncated {
+			parts = append(parts, fmt.Sprintf("#%d", r.Index))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ") + ": findings after the cap are unknown"
 }
 
 func otherErrors(r *harness.RunRecord) int64 {
@@ -347,17 +432,30 @@ func otherErrors(r *harness.RunRecord) int64 {
 	return n
 }
 
+// badCell is the bad blocks of each verify pass (live/dropcache/remount),
+// summed over the runs that ran that pass; a pass no run reached is
+// unknown, not 0.
 func badCell(v *harness.VariantSummary) string {
 	if len(v.Runs) == 0 {
 		return "-"
 	}
 	per := map[string]int64{}
+	ran := map[string]bool{}
 	for _, r := range v.Runs {
 		for _, p := range r.Verify {
 			per[p.Phase] += p.BadTotal
+			ran[p.Phase] = true
 		}
 	}
-	return fmt.Sprintf("%d/%d/%d", per["live"], per["dropcache"], per["remount"])
+	var parts []string
+	for _, phase := range []string{"live", "dropcache", "remount"} {
+		if ran[phase] {
+			parts = append(parts, fmt.Sprint(per[phase]))
+		} else {
+			parts = append(parts, unknown)
+		}
+	}
+	return strings.Join(parts, "/")
 }
 
 func fsckCell(v *harness.VariantSummary) string {
@@ -418,8 +516,9 @@ func escape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// writeAtomic writes through a temporary file in the same directory and a
-// rename, so a reader (or a crash) never sees half a report.
+// writeAtomic writes through a temporary file in the same directory, an
+// fsync and a rename (then an fsync of the directory), so a reader, or a
+// crash, never sees half a report.
 func writeAtomic(path string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
@@ -427,11 +526,14 @@ func writeAtomic(path string, data []byte) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if err == nil {
+		err = f.Chmod(0o644)
 	}
 	if err == nil {
-		err = os.Chmod(tmp, 0o644)
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
 	if err == nil {
 		err = os.Rename(tmp, path)
@@ -439,6 +541,14 @@ func writeAtomic(path string, data []byte) error {
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err == nil {
+		err = d.Sync()
+		d.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: syncing its directory: %w", path, err)
 	}
 	return nil
 }

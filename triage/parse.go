@@ -1,6 +1,7 @@
 package triage
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 )
@@ -23,15 +24,24 @@ type parser struct {
 	titles       map[string]string // normalizeTitle cache: floods repeat one title
 	rebootCause  bool              // a panic or reboot request since the last banner
 	causes       int               // findings since the last banner that can explain a panic
+	lastLockdep  int               // index in findings of the last lockdep report since the last banner, or -1
 }
 
+// lockdepOffNote is the line that, after a lockdep report, only says that
+// lockdep stopped at that report: a note on it, not a finding.
+const lockdepOffNote = "INFO: lockdep is turned off"
+
 // Parse returns the findings in console or dmesg text, in the order their
-// reports start. See the package comment for the bounds.
+// reports start; never nil, so that JSON says [] for none. See the package
+// comment for the bounds.
 func Parse(text []byte) []Finding {
 	lines := splitLines(text)
 	p := newParser(lines)
 	p.run()
 	assignPhases(lines, p.findings)
+	if p.findings == nil {
+		return []Finding{}
+	}
 	return p.findings
 }
 
@@ -67,12 +77,13 @@ func assignPhases(lines []logLine, findings []Finding) {
 
 func newParser(lines []logLine) *parser {
 	p := &parser{
-		lines:    lines,
-		next:     make([]int32, len(lines)),
-		prev:     make([]int32, len(lines)),
-		consumed: make([]bool, len(lines)),
-		seen:     map[string]bool{},
-		titles:   map[string]string{},
+		lines:       lines,
+		next:        make([]int32, len(lines)),
+		prev:        make([]int32, len(lines)),
+		consumed:    make([]bool, len(lines)),
+		seen:        map[string]bool{},
+		titles:      map[string]string{},
+		lastLockdep: -1,
 		// Bodies overlap only through transparent headers (a panic inside
 		// a report); the budget keeps a flood of them linear.
 		budget: 2*len(lines) + 1<<16,
@@ -135,7 +146,14 @@ func (p *parser) handle(i int, m *matcher, sub []string, head string) {
 		if p.banners > 1 && !p.rebootCause {
 			p.add(m.kind, TitleUnexpectedReboot, i, []int{i}, nil)
 		}
-		p.rebootCause, p.causes = false, 0
+		p.rebootCause, p.causes, p.lastLockdep = false, 0, -1
+		return
+	}
+	if m.kind == KindLockdepOff && p.lastLockdep >= 0 && strings.HasPrefix(head, lockdepOffNote) {
+		f := &p.findings[p.lastLockdep]
+		if len(f.Notes) == 0 {
+			f.Notes = append(f.Notes, fmt.Sprintf("%s (line %d): lockdep stopped checking after this report", lockdepOffNote, i+1))
+		}
 		return
 	}
 	if m.kind == KindPanic && p.causes > 0 && reConsequence.MatchString(head) {
@@ -186,6 +204,9 @@ func (p *parser) add(kind Kind, title string, start int, idx []int, ld *Lockdep)
 			b.WriteByte('\n')
 		}
 		b.WriteString(raw)
+	}
+	if kind == KindLockdep {
+		p.lastLockdep = len(p.findings)
 	}
 	p.findings = append(p.findings, Finding{Kind: kind, Title: title, Line: start + 1, Report: b.String(), Lockdep: ld})
 }

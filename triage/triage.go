@@ -62,6 +62,10 @@ type Finding struct {
 	Report  string   `json:"report"` // the report's raw lines (CRs trimmed), capped
 	Phase   string   `json:"phase"`  // run phase it appeared in: boot, setup, workload, verify
 	Lockdep *Lockdep `json:"lockdep,omitempty"`
+	// Notes are consequences printed after the report, folded into it
+	// rather than listed as findings of their own: e.g. "INFO: lockdep is
+	// turned off" after a lockdep report (lockdep stops at its first one).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Lockdep is the structured part of a lockdep report.

@@ -2,6 +2,7 @@ package triage
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -501,5 +502,51 @@ func TestDefragRefusalsAreNotFindings(t *testing.T) {
 	withErr := log + "[   13.000000][  T123] EXT4-fs error (device vdb): ext4_lookup:1855: inode #2: comm ls: deleted inode referenced: 12\n"
 	if got := Parse([]byte(withErr)); len(got) != 1 {
 		t.Errorf("with an ext4 error: %d findings, want 1", len(got))
+	}
+}
+
+// "INFO: lockdep is turned off" after a lockdep report is that report's
+// consequence: a note on it, not a finding. Without a lockdep report
+// before it (a hung-task dump), it stays a finding of its own.
+func TestLockdepTurnedOffFoldsIntoItsReport(t *testing.T) {
+	data, err := os.ReadFile("testdata/real/provoke-lockdep-off-sysrq-d.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := Parse(data)
+	if len(fs) != 1 || fs[0].Kind != KindLockdep {
+		t.Fatalf("findings %+v, want the lockdep report alone", fs)
+	}
+	at := 1 + strings.Count(string(data[:strings.Index(string(data), "] INFO: lockdep is turned off.")]), "\n")
+	if len(fs[0].Notes) != 1 || !strings.Contains(fs[0].Notes[0], fmt.Sprintf("INFO: lockdep is turned off (line %d)", at)) {
+		t.Errorf("notes %q, want the lockdep-off line of the capture", fs[0].Notes)
+	}
+
+	data, err = os.ReadFile("testdata/hung_task.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var off int
+	for _, f := range Parse(data) {
+		if f.Kind == KindLockdepOff && f.Title == "INFO: lockdep is turned off" {
+			off++
+		}
+		if len(f.Notes) > 0 {
+			t.Errorf("%s has notes %q", f.Title, f.Notes)
+		}
+	}
+	if off != 1 {
+		t.Errorf("hung_task.txt: %d lockdep-off findings, want 1 (no lockdep report before it)", off)
+	}
+}
+
+func TestNoFindingsIsAnEmptyList(t *testing.T) {
+	fs := Parse([]byte("[    0.000000] Linux version 6.12.117\n[    1.000000] all good\n"))
+	data, err := json.Marshal(fs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(data) != "[]" {
+		t.Errorf("no findings marshal to %s, want []", data)
 	}
 }

@@ -31,8 +31,7 @@ merge itself failed.`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out, dirs := args[0], args[1:]
-			existed, err := checkMergeOut(out, dirs)
-			if err != nil {
+			if err := checkMergeOut(out, dirs); err != nil {
 				return err
 			}
 			var parts []*harness.Summary
@@ -47,20 +46,10 @@ merge itself failed.`,
 			if err != nil {
 				return err
 			}
-			if err := os.MkdirAll(out, 0o755); err != nil {
-				return fmt.Errorf("merge: %w", err)
-			}
-			sum.Dir = out
-			err = harness.LinkRuns(out, parts)
-			if err == nil {
-				err = report.Write(out, sum)
-			}
-			if err != nil {
-				if !existed {
-					os.RemoveAll(out) // made here, and empty before: leave no half merge
-				}
+			if err := buildMerge(out, sum, parts); err != nil {
 				return fmt.Errorf("merge into %s: %w", out, err)
 			}
+			sum.Dir = out
 			w := cmd.OutOrStdout()
 			fmt.Fprint(w, report.Markdown(sum))
 			if sum.Shard != "" {
@@ -75,30 +64,72 @@ merge itself failed.`,
 	}
 }
 
+// buildMerge links the run folders and renders the reports in a temporary
+// directory beside out, then renames it to out (replacing an empty out):
+// a merge that fails half way leaves out as it was, and no temporary
+// directory.
+func buildMerge(out string, sum *harness.Summary, parts []*harness.Summary) (err error) {
+	parent := filepath.Dir(filepath.Clean(out))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(out)+".merge-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	if err := harness.LinkRuns(tmp, parts); err != nil {
+		return err
+	}
+	sum.Dir = tmp
+	if err := report.Write(tmp, sum); err != nil {
+		return err
+	}
+	// os.Rename refuses an existing directory; out is empty (checkMergeOut),
+	// and os.Remove removes only an empty one.
+	if err := os.Remove(out); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return err
+	}
+	if d, err := os.Open(parent); err == nil {
+		d.Sync() // best effort: the rename is done either way
+		d.Close()
+	}
+	return nil
+}
+
 // checkMergeOut refuses an OUT that holds anything already or is one of
-// the inputs (or inside one); it reports whether OUT exists.
-func checkMergeOut(out string, dirs []string) (bool, error) {
+// the inputs (or inside one).
+func checkMergeOut(out string, dirs []string) error {
 	entries, err := os.ReadDir(out)
-	existed := err == nil
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return false, fmt.Errorf("merge: %w", err)
+		return fmt.Errorf("merge: %w", err)
 	case len(entries) > 0:
-		return true, fmt.Errorf("merge: %s is not empty: give a new directory", out)
+		return fmt.Errorf("merge: %s is not empty: give a new directory", out)
 	}
 	absOut, err := filepath.Abs(out)
 	if err != nil {
-		return existed, fmt.Errorf("merge: %w", err)
+		return fmt.Errorf("merge: %w", err)
 	}
 	for _, d := range dirs {
 		abs, err := filepath.Abs(d)
 		if err != nil {
-			return existed, fmt.Errorf("merge: %w", err)
+			return fmt.Errorf("merge: %w", err)
 		}
 		if rel, err := filepath.Rel(abs, absOut); err == nil && filepath.IsLocal(rel) {
-			return existed, fmt.Errorf("merge: OUT %s is inside the input %s", out, d)
+			return fmt.Errorf("merge: OUT %s is inside the input %s", out, d)
 		}
 	}
-	return existed, nil
+	return nil
 }

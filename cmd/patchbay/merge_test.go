@@ -201,3 +201,53 @@ func TestMergeCommandPartial(t *testing.T) {
 		t.Errorf("shard %q, %v", got.Shard, err)
 	}
 }
+
+// A merge that fails half way (the second part's run folder is gone after
+// the first part's folders were linked) leaves OUT as it was, here an
+// empty directory, and nothing beside it.
+func TestMergeCommandFailureLeavesNoPartialOut(t *testing.T) {
+	root := t.TempDir()
+	plan := sessionPlan(t)
+	s0, s1 := filepath.Join(root, "s0"), filepath.Join(root, "s1")
+	writeSession(t, s0, "0/2", harness.Shard(plan, 0, 2))
+	writeSession(t, s1, "1/2", harness.Shard(plan, 1, 2))
+	if err := os.RemoveAll(filepath.Join(s1, "fallback")); err != nil {
+		t.Fatal(err)
+	}
+	outs := filepath.Join(root, "outs")
+	for _, name := range []string{"empty", "new"} {
+		out := filepath.Join(outs, name)
+		if name == "empty" {
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := runCLI(t, "merge", out, s0, s1)
+		if err == nil || exitCode(err) != 2 {
+			t.Fatalf("%s: merge with a missing run folder: err %v, exit %d", name, err, exitCode(err))
+		}
+		entries, rerr := os.ReadDir(out)
+		switch {
+		case name == "new" && !os.IsNotExist(rerr):
+			t.Errorf("%s: OUT left behind: %v %v", name, entries, rerr)
+		case name == "empty" && (rerr != nil || len(entries) > 0):
+			t.Errorf("%s: OUT holds %v after the failed merge (%v)", name, entries, rerr)
+		}
+	}
+	if left, _ := os.ReadDir(outs); len(left) != 1 || left[0].Name() != "empty" {
+		var names []string
+		for _, e := range left {
+			names = append(names, e.Name())
+		}
+		t.Errorf("left beside OUT: %v", names)
+	}
+	// And a merge that works renames onto the empty OUT.
+	writeSession(t, s1, "1/2", harness.Shard(plan, 1, 2))
+	out := filepath.Join(outs, "empty")
+	if text, err := runCLI(t, "merge", out, s0, s1); exitCode(err) == 2 {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	if _, err := os.Stat(filepath.Join(out, "fallback", "1", "console.log")); err != nil {
+		t.Errorf("merged run folder missing: %v", err)
+	}
+}

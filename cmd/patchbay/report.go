@@ -13,9 +13,12 @@ func newReportCommand() *cobra.Command {
 		Use:   "report DIR",
 		Short: "Render every report of a results directory again from its summary.json",
 		Long: `Report re-reads DIR/summary.json (the run records are embedded in it) and
-writes summary.json, summary.md, report.html, junit.xml and kcidb.json in DIR
-again, so that a results directory picks up a newer renderer. It prints the
-Markdown summary.`,
+writes summary.md, report.html, junit.xml and kcidb.json in DIR again, so that
+a results directory picks up a newer renderer. summary.json itself is left as
+it is: it is the record, and fields a newer patchbay wrote survive. A
+directory of a session that was killed renders too: the finished runs, and
+the planned ones that never finished named as such. It prints the Markdown
+summary.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := args[0]
@@ -23,7 +26,7 @@ Markdown summary.`,
 			if err != nil {
 				return err
 			}
-			if err := report.Write(dir, sum); err != nil {
+			if err := report.WriteViews(dir, sum); err != nil {
 				return fmt.Errorf("re-rendering %s: %w", dir, err)
 			}
 			fmt.Fprint(cmd.OutOrStdout(), report.Markdown(sum))

@@ -111,6 +111,9 @@ func printFindings(w io.Writer, f triagedFile, full bool) {
 				fmt.Fprintf(w, "    -> #%d %-27s taken at %s\n", c.Depth, c.Name, c.At)
 			}
 		}
+		for _, n := range x.Notes {
+			fmt.Fprintf(w, "    note: %s\n", n)
+		}
 		if full {
 			fmt.Fprintf(w, "%s\n\n", x.Report)
 		}

@@ -38,6 +38,9 @@ func TestTriageCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &files); err != nil || len(files) != 1 || len(files[0].Findings) != 0 {
 		t.Fatalf("json %q: %v", out, err)
 	}
+	if !strings.Contains(out, `"findings": []`) {
+		t.Errorf("no findings is not an empty list:\n%s", out)
+	}
 	if _, err := runTriage(t, "", "no-such-file.txt"); err == nil || !strings.Contains(err.Error(), "no-such-file.txt") {
 		t.Errorf("missing file: %v", err)
 	}
