@@ -163,3 +163,28 @@ func TestBuildErrorNamesTheVariantOnce(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+// run --decide plans no jobs ahead: each is recorded as not finished when
+// it starts, so a session killed mid-round names the runs in flight.
+func TestCheckpointDecideBeginsJobsAsTheyStart(t *testing.T) {
+	dir := t.TempDir()
+	sum := &Summary{Case: "c", Baseline: "base", Started: time.Now().UTC(), Dir: dir,
+		Variants: []VariantSummary{{Name: "base"}, {Name: "fix"}}}
+	cp := &checkpoint{sum: sum}
+	if err := cp.start(nil); err != nil {
+		t.Fatal(err)
+	}
+	a, b := Job{"base", 0, 7}, Job{"fix", 0, 7}
+	for _, j := range []Job{a, b} {
+		if err := cp.begin(j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cp.done(a, &RunRecord{Variant: "base", Index: 0, Seed: 7, Outcome: Pass}); err != nil {
+		t.Fatal(err)
+	}
+	got := readSummaryFile(t, dir)
+	if fmt.Sprint(got.NotFinished) != fmt.Sprint([]Job{b}) || len(got.Variants[0].Runs) != 1 || len(got.Variants[1].Runs) != 0 {
+		t.Errorf("after one of two runs of a round: not_finished %v, runs %d/%d", got.NotFinished, len(got.Variants[0].Runs), len(got.Variants[1].Runs))
+	}
+}
