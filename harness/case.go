@@ -339,6 +339,8 @@ func (c *Case) validate(root *yaml.Node) error {
 		if _, declared := c.Inputs[name]; !declared {
 			bad("kernel.source", fmt.Sprintf("input %q is not declared under inputs: (%s)", name, c.inputList()))
 		}
+	} else if err := kernel.CheckGitRevisions(c.Kernel.Source); err != nil {
+		bad("kernel.source", err.Error())
 	}
 	for i, f := range c.Kernel.Fragments {
 		if _, err := os.Stat(c.Path(f)); err != nil {

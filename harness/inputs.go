@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"patchbay/kernel"
 )
 
 // Input is something a case needs from its user because the project cannot
@@ -153,6 +155,9 @@ func normalizeInput(base, val string) (string, error) {
 		i := strings.LastIndex(rest, "@")
 		if i <= 0 {
 			return "", fmt.Errorf("%q: want git:PATH@REF", val)
+		}
+		if err := kernel.CheckGitRevisions(val); err != nil {
+			return "", fmt.Errorf("%q: %w", val, err)
 		}
 		p, err := abs(rest[:i])
 		return "git:" + p + rest[i:], err
