@@ -18,6 +18,8 @@ import (
 
 	"patchbay/images"
 	"patchbay/kernel"
+
+	"patchbay/safefile"
 )
 
 // Case is one folder under cases/: a question, a kernel, a workload and the
@@ -244,7 +246,7 @@ func LoadCaseWith(path string, inputs map[string]string) (*Case, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		path = filepath.Join(path, "case.yaml")
 	}
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, safefile.SmallCap)
 	if err != nil {
 		return nil, fmt.Errorf("case: %w", err)
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"patchbay/safefile"
 )
 
 // Workload kinds (WorkloadSpec.Kind).
@@ -356,7 +358,7 @@ func (r *Runner) fioRun(ctx context.Context, g *guest, seed uint64, name, job, e
 // duration, bounded like the patchbay workload.
 func (r *Runner) fioWorkload(ctx context.Context, g *guest, rec *RunRecord) error {
 	f := r.Case.Workload.Fio
-	job, err := os.ReadFile(r.Case.Path(f.Job))
+	job, err := safefile.ReadFile(r.Case.Path(f.Job), safefile.SmallCap)
 	if err != nil {
 		return fmt.Errorf("fio job: %w", err)
 	}
@@ -366,7 +368,7 @@ func (r *Runner) fioWorkload(ctx context.Context, g *guest, rec *RunRecord) erro
 	if err := g.m.Upload(uctx, bytes.NewReader(job), fioJobPath, 0o644); err != nil {
 		return err
 	}
-	check, err := os.ReadFile(r.Case.Path(f.Verify))
+	check, err := safefile.ReadFile(r.Case.Path(f.Verify), safefile.SmallCap)
 	if err != nil {
 		return fmt.Errorf("fio verify job: %w", err)
 	}

@@ -13,6 +13,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"patchbay/kernel"
+
+	"patchbay/safefile"
 )
 
 // Input is something a case needs from its user because the project cannot
@@ -68,7 +70,7 @@ func ParseInputFlags(flags []string) (map[string]string, error) {
 func (c *Case) bindInputs(flags map[string]string) error {
 	c.bound = map[string]string{}
 	local := LocalFile(c.File)
-	data, err := os.ReadFile(local)
+	data, err := safefile.ReadFile(local, safefile.SmallCap)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:

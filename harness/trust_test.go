@@ -5,7 +5,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // gitRepo makes a one-commit git repository.
@@ -78,5 +80,54 @@ func TestCaseGitRevisionRefused(t *testing.T) {
 	os.WriteFile(local, []byte("inputs:\n  series: git:"+repo+"@HEAD..--output=/tmp/x\n"), 0o644)
 	if _, err := LoadCase(p); err == nil || !strings.Contains(err.Error(), local+":2: inputs.series") || !strings.Contains(err.Error(), "starts with '-'") {
 		t.Errorf("local file: got %v", err)
+	}
+}
+
+// within fails the test unless f returns within a second.
+func within(t *testing.T, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(time.Second):
+		t.Fatal("did not return within a second")
+		return nil
+	}
+}
+
+// A case.yaml that is a FIFO, a symlink to /dev/zero or too big: a prompt
+// error naming the file, never a hang or an unbounded read.
+func TestCaseFileHostileKinds(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "case.yaml")
+	if err := syscall.Mkfifo(p, 0o644); err != nil {
+		t.Skip(err)
+	}
+	err := within(t, func() error { _, err := LoadCase(dir); return err })
+	if err == nil || !strings.Contains(err.Error(), p+": not a regular file (a FIFO)") {
+		t.Errorf("FIFO: %v", err)
+	}
+	os.Remove(p)
+	os.Symlink("/dev/zero", p)
+	err = within(t, func() error { _, err := LoadCase(dir); return err })
+	if err == nil || !strings.Contains(err.Error(), "a symlink to /dev/zero") {
+		t.Errorf("/dev/zero: %v", err)
+	}
+	os.Remove(p)
+	os.WriteFile(p, []byte(goodCase+"#"+strings.Repeat("x", 1<<20)+"\n"), 0o644)
+	err = within(t, func() error { _, err := LoadCase(dir); return err })
+	if err == nil || !strings.Contains(err.Error(), p+": larger than 1 MiB") {
+		t.Errorf("oversize: %v", err)
+	}
+	// The local file too.
+	p = writeCase(t, inputCase)
+	if err := syscall.Mkfifo(LocalFile(p), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = within(t, func() error { _, err := LoadCase(p); return err })
+	if err == nil || !strings.Contains(err.Error(), "a FIFO") {
+		t.Errorf("local FIFO: %v", err)
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // The attack from issue 13: a range whose "revision" is a git option.
@@ -56,5 +58,35 @@ func TestGitSourceRevisionRefused(t *testing.T) {
 	bad := Source{Kind: "git", Name: repo, Ref: "--output=" + filepath.Join(t.TempDir(), "x")}
 	if _, _, err := bad.resolve(t.Context()); err == nil || !strings.Contains(err.Error(), "starts with '-'") {
 		t.Fatalf("hand-made source: %v", err)
+	}
+}
+
+// A patch or series that is a FIFO, /dev/zero or too big is refused at once.
+func TestPatchFileHostileKinds(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "series.mbox")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Skip(err)
+	}
+	zero := filepath.Join(dir, "zero.patch")
+	os.Symlink("/dev/zero", zero)
+	series := filepath.Join(dir, "series")
+	os.Symlink("/dev/zero", series)
+	frag := filepath.Join(dir, "x.config")
+	syscall.Mkfifo(frag, 0o644)
+	for path, want := range map[string]string{fifo: "a FIFO", zero: "symlink to /dev/zero", dir: "symlink to /dev/zero"} {
+		done := make(chan error, 1)
+		go func() { _, err := ExpandPatches([]string{path}); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: got %v, want %q", path, err, want)
+			}
+		case <-time.After(time.Second):
+			t.Fatalf("%s: no answer within a second", path)
+		}
+	}
+	if _, err := parseFragment(frag); err == nil || !strings.Contains(err.Error(), "a FIFO") {
+		t.Errorf("fragment FIFO: %v", err)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"patchbay/safefile"
 )
 
 // Source names where the kernel tree comes from.
@@ -140,7 +142,7 @@ func (s Source) dirIdentity(ctx context.Context) (string, error) {
 					return "", fmt.Errorf("kernel source %s: untracked file: %w", s, err)
 				}
 				data = []byte("symlink:" + target)
-			} else if data, err = os.ReadFile(p); err != nil {
+			} else if data, err = safefile.ReadFile(p, safefile.PatchCap); err != nil {
 				return "", fmt.Errorf("kernel source %s: untracked file: %w", s, err)
 			}
 			fmt.Fprintf(h, "%s\x00%o\x00%d\x00", name, fi.Mode().Perm(), len(data))
