@@ -413,6 +413,12 @@ func (c *Case) validate(root *yaml.Node) error {
 	if need > int64(c.VM.ScratchMB)<<20 {
 		bad("workload.blocks", fmt.Sprintf("files*blocks*4KiB*3 = %d MiB does not fit vm.scratch_mb = %d", need>>20, c.VM.ScratchMB))
 	}
+	if err := checkMkfs(c.Filesystem.Mkfs); err != nil {
+		bad("filesystem.mkfs", err.Error())
+	}
+	if err := checkMountOptions(c.Filesystem.MountOptions); err != nil {
+		bad("filesystem.mount_options", err.Error())
+	}
 	if c.Filesystem.JournalData && !strings.Contains(c.Filesystem.MountOptions, "nodelalloc") {
 		bad("filesystem.journal_data", "per-inode data journaling only takes effect with mount option nodelalloc")
 	}

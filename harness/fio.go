@@ -392,7 +392,7 @@ func (r *Runner) fioWorkload(ctx context.Context, g *guest, rec *RunRecord) erro
 // fioVerify runs the verify-only job live, after drop_caches and after a
 // remount, like the patchbay oracle's three phases.
 func (r *Runner) fioVerify(ctx context.Context, g *guest, rec *RunRecord) error {
-	mount := fmt.Sprintf("mount -t ext4 -o %s %s %s", mountOpts(r.Case.Filesystem.MountOptions), scratchDev, mountPoint)
+	mount := mountCommand(r.Case.Filesystem.MountOptions)
 	steps := []struct{ phase, before string }{
 		{"live", ""},
 		{"dropcache", "sync && echo 3 > /proc/sys/vm/drop_caches"},

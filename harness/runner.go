@@ -383,9 +383,7 @@ func (r *Runner) common(seed uint64) string {
 // non-empty reason when the case's setup did not take effect.
 func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, error) {
 	fs := r.Case.Filesystem
-	cmd := fmt.Sprintf("set -e; %s %s; mkdir -p %s; mount -t ext4 -o %s %s %s; mkdir -p %s %s %s",
-		fs.Mkfs, scratchDev, mountPoint, mountOpts(fs.MountOptions), scratchDev, mountPoint, workDir, donorDir, guestTmp)
-	if _, err := g.sh(ctx, 2*time.Minute, "setup.txt", cmd); err != nil {
+	if _, err := g.sh(ctx, 2*time.Minute, "setup.txt", setupCommand(fs)); err != nil {
 		return "", err
 	}
 	if r.Case.Workload.Kind == WorkloadFio {
@@ -445,6 +443,18 @@ func mountOpts(o string) string {
 	return o
 }
 
+// setupCommand makes and mounts the scratch file system; the case's fields
+// are quoted word by word (they are validated at load too).
+func setupCommand(fs FilesystemSpec) string {
+	return fmt.Sprintf("set -e; %s %s; mkdir -p %s; %s; mkdir -p %s %s %s",
+		shellWords(fs.Mkfs), scratchDev, mountPoint, mountCommand(fs.MountOptions), workDir, donorDir, guestTmp)
+}
+
+// mountCommand mounts the scratch disk with the case's options, quoted.
+func mountCommand(opts string) string {
+	return fmt.Sprintf("mount -t ext4 -o %s %s %s", shellQuote(mountOpts(opts)), scratchDev, mountPoint)
+}
+
 // workload starts every writer and defrag worker in its own SSH session at
 // once and waits for all of them.
 func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
@@ -493,7 +503,7 @@ func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
 			cmd += " --rejournal"
 		}
 		if w.Defrag.Donor != "" {
-			cmd += " --donor " + w.Defrag.Donor
+			cmd += " --donor " + shellQuote(w.Defrag.Donor)
 		}
 		if w.Defrag.EvictOneIn > 0 {
 			cmd += fmt.Sprintf(" --evict-one-in %d", w.Defrag.EvictOneIn)
@@ -561,7 +571,7 @@ func (r *Runner) verify(ctx context.Context, g *guest, rec *RunRecord) error {
 	for i := 0; i < w.MmapWriters+w.PwriteWriters; i++ {
 		expect += fmt.Sprintf(" --expect %s/writer-%d.json", guestTmp, i)
 	}
-	mount := fmt.Sprintf("mount -t ext4 -o %s %s %s", mountOpts(r.Case.Filesystem.MountOptions), scratchDev, mountPoint)
+	mount := mountCommand(r.Case.Filesystem.MountOptions)
 	steps := []struct{ phase, before string }{
 		{"live", ""},
 		{"dropcache", "sync && echo 3 > /proc/sys/vm/drop_caches"},

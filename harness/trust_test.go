@@ -131,3 +131,44 @@ func TestCaseFileHostileKinds(t *testing.T) {
 		t.Errorf("local FIFO: %v", err)
 	}
 }
+
+// mkfs and mount_options are validated at load (file:line: field) and
+// quoted where they reach the guest's shell.
+func TestFilesystemFieldsReachNoShell(t *testing.T) {
+	for _, tc := range []struct{ from, to, want string }{
+		{"mount_options: nodelalloc", "mount_options: \"nodelalloc;reboot\"", ":5: filesystem.mount_options"},
+		{"mount_options: nodelalloc", "mount_options: \"nodelalloc,$(reboot)\"", ":5: filesystem.mount_options"},
+		{"mount_options: nodelalloc", "mount_options: nodelalloc\n  mkfs: \"mkfs.ext4 -F; reboot\"", ":6: filesystem.mkfs"},
+		{"mount_options: nodelalloc", "mount_options: nodelalloc\n  mkfs: \"sh -c reboot\"", ":6: filesystem.mkfs"},
+	} {
+		p := writeCase(t, strings.Replace(goodCase, tc.from, tc.to, 1))
+		_, err := LoadCase(p)
+		if err == nil || !strings.Contains(err.Error(), p+tc.want) {
+			t.Errorf("%s: got %v, want %s%s", tc.to, err, p, tc.want)
+		}
+	}
+	good := strings.Replace(goodCase, "mount_options: nodelalloc", "mount_options: nodelalloc,data=ordered,commit=5\n  mkfs: mkfs.ext4 -F -q -O ^has_journal,extent -b 4096", 1)
+	if _, err := LoadCase(writeCase(t, good)); err != nil {
+		t.Errorf("plain mkfs and options refused: %v", err)
+	}
+
+	// Whatever a field holds, the shell sees it as one word: a real sh
+	// prints it back unchanged and runs nothing.
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("no sh")
+	}
+	marker := filepath.Join(t.TempDir(), "ran")
+	for _, s := range []string{"a;touch " + marker, "$(touch " + marker + ")", "`touch " + marker + "`", "it's", "a b\tc\n"} {
+		out, err := exec.Command("sh", "-c", "printf %s "+shellQuote(s)).Output()
+		if err != nil || string(out) != s {
+			t.Errorf("sh saw %q as %q (%v)", s, out, err)
+		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("a quoted field ran a command")
+	}
+	cmd := setupCommand(FilesystemSpec{Mkfs: "mkfs.ext4 -F;touch " + marker, MountOptions: "x;touch " + marker})
+	if !strings.Contains(cmd, "'-F;touch' '"+marker+"'") || !strings.Contains(cmd, "-o 'x;touch "+marker+"'") {
+		t.Errorf("setup command not quoted: %s", cmd)
+	}
+}
