@@ -172,3 +172,35 @@ func TestFilesystemFieldsReachNoShell(t *testing.T) {
 		t.Errorf("setup command not quoted: %s", cmd)
 	}
 }
+
+// Explicit zeros, overflowing sizes and durations and unsafe names: each an
+// error naming file:line: field.
+func TestCaseValueValidation(t *testing.T) {
+	for _, tc := range []struct{ from, to, want string }{
+		{"workload:\n", "vm:\n  cpus: 0\nworkload:\n", ":8: vm.cpus: an explicit 0"},
+		{"workload:\n", "vm:\n  memory_mb: 0\nworkload:\n", ":8: vm.memory_mb: an explicit 0"},
+		{"  mmap_writers: 1\n", "  mmap_writers: 1\n  duration: 0s\n", ":9: workload.duration: an explicit 0"},
+		{"  mmap_writers: 1\n", "  mmap_writers: 1\n  blocks: 0\n", ":9: workload.blocks: an explicit 0"},
+		{"  mmap_writers: 1\n", "  mmap_writers: 1\n  duration: 9999999h\n", ":9: workload.duration: \"9999999h\" is out of range"},
+		{"  mmap_writers: 1\n", "  mmap_writers: 1\n  duration: 200h\n", ":9: workload.duration: must be positive and at most 168h0m0s"},
+		{"workload:\n", "vm:\n  scratch_mb: 99999999999\nworkload:\n", ":8: vm.scratch_mb: must be 64..1048576"},
+		{"workload:\n", "vm:\n  boot_timeout: -1s\nworkload:\n", ":8: vm.boot_timeout: must be positive"},
+		{"  mmap_writers: 1\n", "  mmap_writers: 1\n  blocks: 99999999999\n", ":9: workload.blocks: must be 1.."},
+		{"name: t\n", "name: ../../etc\n", ":1: name: \"../../etc\""},
+		{"name: t\n", "name: a/b\n", ":1: name: \"a/b\""},
+		{"name: t\n", "name: x..y\n", ":1: name: \"x..y\""},
+		{"name: t\n", "name: .hidden\n", ":1: name: \".hidden\""},
+	} {
+		p := writeCase(t, strings.Replace(goodCase, tc.from, tc.to, 1))
+		_, err := LoadCase(p)
+		if err == nil || !strings.Contains(err.Error(), p+tc.want) {
+			t.Errorf("%q: got %v, want %s%s", tc.to, err, p, tc.want)
+		}
+	}
+	// Leaving a field out, or writing it empty, still means the default.
+	p := writeCase(t, strings.Replace(goodCase, "workload:\n", "vm:\n  cpus:\nworkload:\n", 1))
+	c, err := LoadCase(p)
+	if err != nil || c.VM.CPUs != 2 {
+		t.Fatalf("cpus: (no value): %v, cpus %d", err, c.VM.CPUs)
+	}
+}

@@ -107,3 +107,31 @@ func TestCLIRunHostileCaseFile(t *testing.T) {
 		os.Symlink("/dev/zero", p)
 	}
 }
+
+// Negative (or meaningless zero) numbers on the command line are refused
+// before anything runs, instead of quietly becoming the default.
+func TestNegativeFlagsRefused(t *testing.T) {
+	c := "../../cases/ext4-journal-defrag"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "--runs", "-1", c}, "--runs -1: must not be negative"},
+		{[]string{"run", "--runs", "0", c}, "--runs 0: must be at least 1"},
+		{[]string{"run", "--jobs", "-2", c}, "--jobs -2: must not be negative"},
+		{[]string{"run", "-j", "-2", c}, "--jobs -2: must not be negative"},
+		{[]string{"run", "--duration", "-5s", c}, "--duration -5s: must be positive"},
+		{[]string{"plan", "--runs", "-3", c}, "--runs -3: must not be negative"},
+		{[]string{"plan", "--shards", "-1", c}, "--shards -1: must not be negative"},
+		{[]string{"cache", "prune", "--older-than", "-1h"}, "--older-than -1h0m0s: must be positive"},
+	} {
+		_, err := runWithin(t, t.Context(), nil, tc.args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("patchbay %v: got %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	// A valid value still passes the check.
+	if out, err := runWithin(t, t.Context(), nil, "plan", "--runs", "2", c); err != nil || !strings.Contains(out, "x 2 run(s)") {
+		t.Errorf("plan --runs 2: %v\n%s", err, out)
+	}
+}
