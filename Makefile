@@ -42,6 +42,8 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzClassify -fuzztime $(FUZZTIME) ./guest/
 	$(GO) test -run XXX -fuzz FuzzFioOutput -fuzztime $(FUZZTIME) ./harness/
 	$(GO) test -run XXX -fuzz FuzzTraceOutput -fuzztime $(FUZZTIME) ./harness/
+	$(GO) test -run XXX -fuzz '^FuzzParseCase$$' -fuzztime $(FUZZTIME) ./harness/
+	$(GO) test -run XXX -fuzz '^FuzzSplitMbox$$' -fuzztime $(FUZZTIME) ./kernel/
 
 test: setup
 	$(GO) vet ./...

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,6 +19,8 @@ import (
 
 	"patchbay/images"
 	"patchbay/kernel"
+
+	"patchbay/safefile"
 )
 
 // Case is one folder under cases/: a question, a kernel, a workload and the
@@ -203,10 +206,16 @@ type Expectation struct {
 // Duration is a time.Duration written as "20s" in YAML.
 type Duration time.Duration
 
+// durationShape is what ParseDuration accepts, whatever the size.
+var durationShape = regexp.MustCompile(`^[-+]?([0-9.]+(ns|us|µs|ms|s|m|h))+$`)
+
 // UnmarshalYAML parses Go duration syntax.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
+		if strings.Contains(err.Error(), "invalid duration") && durationShape.MatchString(n.Value) {
+			return fmt.Errorf("line %d: %q is out of range (at most %s)", n.Line, n.Value, time.Duration(math.MaxInt64))
+		}
 		return fmt.Errorf("line %d: %q is not a duration like 20s or 2m", n.Line, n.Value)
 	}
 	*d = Duration(v)
@@ -236,6 +245,19 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 var variantName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 
+// caseName is a case name that is safe as one directory of a path.
+var caseName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
+
+// Upper bounds, so that no size or duration overflows where it is
+// multiplied or converted (files*blocks*4KiB, MiB<<20, seconds).
+const (
+	maxMemoryMB    = 1 << 20 // 1 TiB
+	maxScratchMB   = 1 << 20 // 1 TiB
+	maxBlocks      = 1 << 24 // 64 GiB per file
+	maxDuration    = 7 * 24 * time.Hour
+	maxBootTimeout = time.Hour
+)
+
 // LoadCase reads and validates a case from a folder or a case.yaml path.
 // Every error names the file, the line and the field.
 func LoadCase(path string) (*Case, error) { return LoadCaseWith(path, nil) }
@@ -246,7 +268,7 @@ func LoadCaseWith(path string, inputs map[string]string) (*Case, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		path = filepath.Join(path, "case.yaml")
 	}
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, safefile.SmallCap)
 	if err != nil {
 		return nil, fmt.Errorf("case: %w", err)
 	}
@@ -268,10 +290,14 @@ func ParseCaseWith(path string, data []byte, inputs map[string]string) (*Case, e
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil {
 		var te *yaml.TypeError
+		msgs := []string{strings.TrimPrefix(err.Error(), "yaml: ")}
 		if errors.As(err, &te) {
-			return nil, fmt.Errorf("%s: %s", path, strings.Join(te.Errors, "; "))
+			msgs = te.Errors
 		}
-		return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		for i, m := range msgs {
+			msgs[i] = withField(path, &root, m)
+		}
+		return nil, errors.New(strings.Join(msgs, "\n"))
 	}
 	c.File = path
 	c.doc = &root
@@ -281,14 +307,136 @@ func ParseCaseWith(path string, data []byte, inputs map[string]string) (*Case, e
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	c.Dir = dir
+	zeros := explicitZeros(c, &root)
 	c.applyDefaults()
 	if err := c.bindInputs(inputs); err != nil {
 		return nil, err
 	}
-	if err := c.validate(&root); err != nil {
+	if err := c.validate(&root, zeros); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+var yamlLine = regexp.MustCompile(`^line ([0-9]+): (.*)$`)
+
+// withField turns yaml's "line N: msg" into "FILE:N: FIELD: msg", the form
+// of every other case error.
+func withField(path string, root *yaml.Node, msg string) string {
+	m := yamlLine.FindStringSubmatch(msg)
+	if m == nil {
+		return path + ": " + msg
+	}
+	line, _ := strconv.Atoi(m[1])
+	if f := fieldAtLine(root, line, ""); f != "" {
+		return fmt.Sprintf("%s:%d: %s: %s", path, line, f, m[2])
+	}
+	return fmt.Sprintf("%s:%d: %s", path, line, m[2])
+}
+
+// fieldAtLine finds the dotted path of the mapping value on line.
+func fieldAtLine(n *yaml.Node, line int, prefix string) string {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if f := fieldAtLine(c, line, prefix); f != "" {
+				return f
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			name := k.Value
+			if prefix != "" {
+				name = prefix + "." + k.Value
+			}
+			if v.Line == line && v.Kind == yaml.ScalarNode {
+				return name
+			}
+			if f := fieldAtLine(v, line, name); f != "" {
+				return f
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			name := fmt.Sprintf("%s.%d", prefix, i)
+			if c.Line == line && c.Kind == yaml.ScalarNode {
+				return name
+			}
+			if f := fieldAtLine(c, line, name); f != "" {
+				return f
+			}
+		}
+	}
+	return ""
+}
+
+// defaulted are the fields whose zero value means "use the default": an
+// explicit 0 there would be silently replaced, so it is refused instead.
+var defaulted = []struct {
+	field string
+	zero  func(c *Case) bool
+	def   string
+}{
+	{"vm.memory_mb", func(c *Case) bool { return c.VM.MemoryMB == 0 }, "1024"},
+	{"vm.cpus", func(c *Case) bool { return c.VM.CPUs == 0 }, "2"},
+	{"vm.scratch_mb", func(c *Case) bool { return c.VM.ScratchMB == 0 }, "512"},
+	{"vm.boot_timeout", func(c *Case) bool { return c.VM.BootTimeout == 0 }, "3m"},
+	{"filesystem.mkfs", func(c *Case) bool { return c.Filesystem.Mkfs == "" }, "mkfs.ext4 -F -q"},
+	{"workload.files", func(c *Case) bool { return c.Workload.Files == 0 }, "4"},
+	{"workload.blocks", func(c *Case) bool { return c.Workload.Blocks == 0 }, "256"},
+	{"workload.defrag.range_blocks", func(c *Case) bool { return c.Workload.Defrag.RangeBlocks == 0 }, "16"},
+	{"workload.duration", func(c *Case) bool { return c.Workload.Duration == 0 }, "20s"},
+}
+
+// explicitZeros lists the defaulted fields the document sets to zero (or
+// to an empty string): present in the YAML, zero once decoded.
+func explicitZeros(c *Case, root *yaml.Node) []string {
+	var out []string
+	for _, d := range defaulted {
+		if d.zero(c) && nodeAt(root, d.field) != nil {
+			out = append(out, d.field)
+		}
+	}
+	return out
+}
+
+// defaultOf is the default of a defaulted field, for error messages.
+func defaultOf(field string) string {
+	for _, d := range defaulted {
+		if d.field == field {
+			return d.def
+		}
+	}
+	return ""
+}
+
+// nodeAt returns the value node of a dotted mapping path, nil when the
+// document does not set it.
+func nodeAt(doc *yaml.Node, field string) *yaml.Node {
+	n := doc
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	for _, part := range strings.Split(field, ".") {
+		if n.Kind != yaml.MappingNode {
+			return nil
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == part {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		n = next
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil // "field:" with no value is the same as leaving it out
+	}
+	return n
 }
 
 func (c *Case) applyDefaults() {
@@ -322,13 +470,18 @@ func (c *Case) applyDefaults() {
 
 // validate checks values that YAML types cannot, reporting the line of the
 // offending field.
-func (c *Case) validate(root *yaml.Node) error {
+func (c *Case) validate(root *yaml.Node, zeros []string) error {
 	var errs []string
 	bad := func(field, msg string) {
 		errs = append(errs, fmt.Sprintf("%s:%d: %s: %s", c.File, lineOf(root, field), field, msg))
 	}
+	for _, f := range zeros {
+		bad(f, fmt.Sprintf("an explicit 0 or empty value means nothing here and is refused (leave the field out for the default, %s)", defaultOf(f)))
+	}
 	if c.Name == "" {
 		bad("name", "missing")
+	} else if !caseName.MatchString(c.Name) || strings.Contains(c.Name, "..") {
+		bad("name", fmt.Sprintf("%q: want letters, digits, '.', '_' or '-', starting with a letter or digit, no '..' (results go under results/<name>/)", c.Name))
 	}
 	for name := range c.Inputs {
 		if !variantName.MatchString(name) {
@@ -341,20 +494,25 @@ func (c *Case) validate(root *yaml.Node) error {
 		if _, declared := c.Inputs[name]; !declared {
 			bad("kernel.source", fmt.Sprintf("input %q is not declared under inputs: (%s)", name, c.inputList()))
 		}
+	} else if err := kernel.CheckGitRevisions(c.Kernel.Source); err != nil {
+		bad("kernel.source", err.Error())
 	}
 	for i, f := range c.Kernel.Fragments {
 		if _, err := os.Stat(c.Path(f)); err != nil {
 			bad(fmt.Sprintf("kernel.fragments.%d", i), fmt.Sprintf("%s: no such file", f))
 		}
 	}
-	if c.VM.MemoryMB < 256 {
-		bad("vm.memory_mb", "must be at least 256")
+	if c.VM.MemoryMB < 256 || c.VM.MemoryMB > maxMemoryMB {
+		bad("vm.memory_mb", fmt.Sprintf("must be 256..%d", maxMemoryMB))
+	}
+	if b := c.VM.BootTimeout.D(); b <= 0 || b > maxBootTimeout {
+		bad("vm.boot_timeout", fmt.Sprintf("must be positive and at most %s", maxBootTimeout))
 	}
 	if c.VM.CPUs < 1 || c.VM.CPUs > 64 {
 		bad("vm.cpus", "must be 1..64")
 	}
-	if c.VM.ScratchMB < 64 {
-		bad("vm.scratch_mb", "must be at least 64")
+	if c.VM.ScratchMB < 64 || c.VM.ScratchMB > maxScratchMB {
+		bad("vm.scratch_mb", fmt.Sprintf("must be 64..%d (1 TiB)", maxScratchMB))
 	}
 	for i, p := range c.VM.Packages {
 		if !debianPackage.MatchString(p) {
@@ -364,14 +522,14 @@ func (c *Case) validate(root *yaml.Node) error {
 	c.validateWorkloadKind(bad)
 	c.validatePowerCut(bad)
 	w := c.Workload
-	if w.Duration.D() <= 0 {
-		bad("workload.duration", "must be positive")
+	if w.Duration.D() <= 0 || w.Duration.D() > maxDuration {
+		bad("workload.duration", fmt.Sprintf("must be positive and at most %s", maxDuration))
 	}
 	if w.Files < 1 || w.Files > 1000 {
 		bad("workload.files", "must be 1..1000")
 	}
-	if w.Blocks < 1 {
-		bad("workload.blocks", "must be positive")
+	if w.Blocks < 1 || w.Blocks > maxBlocks {
+		bad("workload.blocks", fmt.Sprintf("must be 1..%d", maxBlocks))
 	}
 	if w.MmapWriters < 0 || w.PwriteWriters < 0 || w.Defrag.Workers < 0 {
 		bad("workload", "worker counts cannot be negative")
@@ -411,6 +569,12 @@ func (c *Case) validate(root *yaml.Node) error {
 	need := int64(w.Files) * int64(w.Blocks) * 4096 * 3 // files + donors + slack
 	if need > int64(c.VM.ScratchMB)<<20 {
 		bad("workload.blocks", fmt.Sprintf("files*blocks*4KiB*3 = %d MiB does not fit vm.scratch_mb = %d", need>>20, c.VM.ScratchMB))
+	}
+	if err := checkMkfs(c.Filesystem.Mkfs); err != nil {
+		bad("filesystem.mkfs", err.Error())
+	}
+	if err := checkMountOptions(c.Filesystem.MountOptions); err != nil {
+		bad("filesystem.mount_options", err.Error())
 	}
 	if c.Filesystem.JournalData && !strings.Contains(c.Filesystem.MountOptions, "nodelalloc") {
 		bad("filesystem.journal_data", "per-inode data journaling only takes effect with mount option nodelalloc")

@@ -84,9 +84,9 @@ func TestCaseErrorsNameFileLineAndField(t *testing.T) {
 		want       []string // substrings of the error
 	}{
 		{"unknown field", strings.Replace(goodCase, "  mmap_writers: 1", "  mmap_writers: 1\n  mmap_writer: 2", 1),
-			[]string{"case.yaml", "line 9", "mmap_writer"}},
+			[]string{"case.yaml:9: workload.mmap_writer", "mmap_writer"}},
 		{"bad duration", strings.Replace(goodCase, "  mmap_writers: 1", "  mmap_writers: 1\n  duration: soon", 1),
-			[]string{"line 9", "not a duration"}},
+			[]string{"case.yaml:9: workload.duration", "not a duration"}},
 		{"missing patch", strings.Replace(goodCase, "[fix.patch]", "[nope.patch]", 1),
 			[]string{"case.yaml:11: variants.a.patches.0: nope.patch: no such file"}},
 		{"no writers", strings.Replace(goodCase, "  mmap_writers: 1", "  mmap_writers: 0", 1),
@@ -260,7 +260,7 @@ func TestPatchStackErrorsNameLineAndField(t *testing.T) {
 			}
 			want := fmt.Sprintf("case.yaml:%d: %s", lineNo(yaml, tt.line), tt.want)
 			if tt.name == "index zero" {
-				want = fmt.Sprintf("line %d: %s", lineNo(yaml, tt.line), tt.want)
+				want = fmt.Sprintf("case.yaml:%d: variants.quilt.drop.0: %s", lineNo(yaml, tt.line), tt.want)
 			}
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("error:\n%v\nwant it to contain:\n%s", err, want)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"patchbay/safefile"
 )
 
 // Workload kinds (WorkloadSpec.Kind).
@@ -356,7 +358,7 @@ func (r *Runner) fioRun(ctx context.Context, g *guest, seed uint64, name, job, e
 // duration, bounded like the patchbay workload.
 func (r *Runner) fioWorkload(ctx context.Context, g *guest, rec *RunRecord) error {
 	f := r.Case.Workload.Fio
-	job, err := os.ReadFile(r.Case.Path(f.Job))
+	job, err := safefile.ReadFile(r.Case.Path(f.Job), safefile.SmallCap)
 	if err != nil {
 		return fmt.Errorf("fio job: %w", err)
 	}
@@ -366,7 +368,7 @@ func (r *Runner) fioWorkload(ctx context.Context, g *guest, rec *RunRecord) erro
 	if err := g.m.Upload(uctx, bytes.NewReader(job), fioJobPath, 0o644); err != nil {
 		return err
 	}
-	check, err := os.ReadFile(r.Case.Path(f.Verify))
+	check, err := safefile.ReadFile(r.Case.Path(f.Verify), safefile.SmallCap)
 	if err != nil {
 		return fmt.Errorf("fio verify job: %w", err)
 	}
@@ -390,7 +392,7 @@ func (r *Runner) fioWorkload(ctx context.Context, g *guest, rec *RunRecord) erro
 // fioVerify runs the verify-only job live, after drop_caches and after a
 // remount, like the patchbay oracle's three phases.
 func (r *Runner) fioVerify(ctx context.Context, g *guest, rec *RunRecord) error {
-	mount := fmt.Sprintf("mount -t ext4 -o %s %s %s", mountOpts(r.Case.Filesystem.MountOptions), scratchDev, mountPoint)
+	mount := mountCommand(r.Case.Filesystem.MountOptions)
 	steps := []struct{ phase, before string }{
 		{"live", ""},
 		{"dropcache", "sync && echo 3 > /proc/sys/vm/drop_caches"},

@@ -11,6 +11,10 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"patchbay/kernel"
+
+	"patchbay/safefile"
 )
 
 // Input is something a case needs from its user because the project cannot
@@ -66,7 +70,7 @@ func ParseInputFlags(flags []string) (map[string]string, error) {
 func (c *Case) bindInputs(flags map[string]string) error {
 	c.bound = map[string]string{}
 	local := LocalFile(c.File)
-	data, err := os.ReadFile(local)
+	data, err := safefile.ReadFile(local, safefile.SmallCap)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
@@ -153,6 +157,9 @@ func normalizeInput(base, val string) (string, error) {
 		i := strings.LastIndex(rest, "@")
 		if i <= 0 {
 			return "", fmt.Errorf("%q: want git:PATH@REF", val)
+		}
+		if err := kernel.CheckGitRevisions(val); err != nil {
+			return "", fmt.Errorf("%q: %w", val, err)
 		}
 		p, err := abs(rest[:i])
 		return "git:" + p + rest[i:], err

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"patchbay/safefile"
 )
 
 // Merge joins the summaries of results directories that ran parts of one
@@ -267,7 +269,7 @@ func linkTree(src, dst string) error {
 }
 
 func copyFile(from, to string) error {
-	in, err := os.Open(from)
+	in, err := safefile.Open(from)
 	if err != nil {
 		return err
 	}

@@ -455,6 +455,11 @@ func mountOpts(o string) string {
 	return o
 }
 
+// mountCommand mounts the scratch disk with the case's options, quoted.
+func mountCommand(opts string) string {
+	return ShellJoin([]string{"mount", "-t", "ext4", "-o", mountOpts(opts), scratchDev, mountPoint})
+}
+
 // workload starts every writer and defrag worker in its own SSH session at
 // once and waits for all of them.
 func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {

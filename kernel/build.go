@@ -252,7 +252,7 @@ func (b *Builder) buildBase(ctx context.Context, log *stepLog, spec Spec, src So
 			return fmt.Errorf("base tree: %w", err)
 		}
 		if err := os.MkdirAll(root, 0o755); err != nil {
-			return fmt.Errorf("base tree: %w", err)
+			return fail(fmt.Errorf("base tree: %w", err))
 		}
 		if err := writeJSON(filepath.Join(root, "tree.json"), treeInfo{srcID, srcDir, baseNames(spec.Fragments)}); err != nil {
 			return fail(fmt.Errorf("base tree: %w", err))

@@ -4,9 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
+
+	"patchbay/safefile"
 )
 
 // configRequest is one line of a kconfig fragment: a symbol and the value the
@@ -26,7 +27,7 @@ var (
 // parseFragment reads the symbols a fragment requests; anything that is not
 // a comment, a blank line or a symbol assignment is an error with its line.
 func parseFragment(path string) ([]configRequest, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, safefile.SmallCap)
 	if err != nil {
 		return nil, fmt.Errorf("kconfig fragment: %w", err)
 	}

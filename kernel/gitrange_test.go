@@ -56,9 +56,9 @@ func TestGitRangePatches(t *testing.T) {
 	for ref, want := range map[string]string{
 		"git:" + repo + "@series":           "want git:REPO@BASE..TIP",
 		"git:" + repo + "@series..series":   "has no commits",
-		"git:" + repo + "@base..nope":       "format-patch",
+		"git:" + repo + "@base..nope":       `range end: no commit "nope"`,
 		"git:" + repo + "@base..series#4":   "holds 3 patch(es), there is no #4",
-		"git:" + t.TempDir() + "@base..tip": "format-patch",
+		"git:" + t.TempDir() + "@base..tip": `range start: no commit "base"`,
 	} {
 		if _, err := ExpandPatches([]string{ref}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %v, want %q", ref, err, want)

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"patchbay/safefile"
 )
 
 // Source names where the kernel tree comes from.
@@ -49,6 +51,9 @@ func ParseSource(s string) (Source, error) {
 			return Source{}, fmt.Errorf("kernel source %q: want git:PATH@REF (a local repository and a branch, tag or commit)", s)
 		}
 		src.Name, src.Ref = val[:i], val[i+1:]
+		if err := CheckRevision(src.Ref); err != nil {
+			return Source{}, fmt.Errorf("kernel source %q: %w", s, err)
+		}
 	default:
 		return Source{}, fmt.Errorf("kernel source %q: unknown kind %q (want %s)", s, kind, sourceForms)
 	}
@@ -86,13 +91,13 @@ func (s Source) resolve(ctx context.Context) (Source, string, error) {
 		if _, err := gitOutput(ctx, s.Name, "rev-parse", "--git-dir"); err != nil {
 			return s, "", fmt.Errorf("kernel source %s: %s is not a git repository: %w", s, s.Name, err)
 		}
-		out, err := gitOutput(ctx, s.Name, "rev-parse", "--verify", "--quiet", s.Ref+"^{commit}")
+		id, err := resolveCommit(ctx, s.Name, s.Ref)
 		if err != nil {
-			return s, "", fmt.Errorf("kernel source %s: no commit %q in %s", s, s.Ref, s.Name)
+			return s, "", fmt.Errorf("kernel source %s: %w", s, err)
 		}
 		pinned := s
-		pinned.Ref = strings.TrimSpace(string(out))
-		if _, err := gitOutput(ctx, s.Name, "cat-file", "-e", pinned.Ref+":Makefile"); err != nil {
+		pinned.Ref = id
+		if _, err := gitOutput(ctx, s.Name, "cat-file", "-e", "--end-of-options", pinned.Ref+":Makefile"); err != nil {
 			return s, "", fmt.Errorf("kernel source %s: commit %s has no top-level Makefile: not a kernel tree", s, pinned.Ref[:12])
 		}
 		// The commit alone names the content, wherever the repository is.
@@ -137,7 +142,7 @@ func (s Source) dirIdentity(ctx context.Context) (string, error) {
 					return "", fmt.Errorf("kernel source %s: untracked file: %w", s, err)
 				}
 				data = []byte("symlink:" + target)
-			} else if data, err = os.ReadFile(p); err != nil {
+			} else if data, err = safefile.ReadFile(p, safefile.PatchCap); err != nil {
 				return "", fmt.Errorf("kernel source %s: untracked file: %w", s, err)
 			}
 			fmt.Fprintf(h, "%s\x00%o\x00%d\x00", name, fi.Mode().Perm(), len(data))
@@ -169,7 +174,7 @@ func (s Source) size(ctx context.Context) int64 {
 			}
 		}
 	case "git":
-		out, err := gitOutput(ctx, s.Name, "ls-tree", "-r", "-l", s.Ref)
+		out, err := gitOutput(ctx, s.Name, "ls-tree", "-r", "-l", "--end-of-options", s.Ref)
 		if err != nil {
 			return 0
 		}
@@ -219,7 +224,10 @@ func (s Source) unpackInto(ctx context.Context, tmp string, log *stepLog) error 
 		}
 	case "git":
 		log.step("extracting %s", s)
-		archive := exec.CommandContext(ctx, "git", "-C", s.Name, "archive", "--format=tar", s.Ref)
+		if err := CheckRevision(s.Ref); err != nil {
+			return fmt.Errorf("unpack %s: %w", s, err)
+		}
+		archive := exec.CommandContext(ctx, "git", "-C", s.Name, "archive", "--format=tar", "--end-of-options", s.Ref)
 		untar := exec.CommandContext(ctx, "tar", "-x", "-C", tmp)
 		if err := pipe(archive, untar); err != nil {
 			return fmt.Errorf("unpack %s: %w", s, err)

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"patchbay/safefile"
 )
 
 // Patch is one patch of a stack: a single mail or diff, and where it came
@@ -144,7 +146,7 @@ func readPatchDir(dir string) ([]Patch, error) {
 // readSeries reads a quilt series file: one patch per line, relative to the
 // file, with an optional -p1; # starts a comment.
 func readSeries(path string) ([]Patch, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, safefile.SmallCap)
 	if err != nil {
 		return nil, fmt.Errorf("patch series %s: %w", path, err)
 	}
@@ -197,7 +199,7 @@ var coverLetter = regexp.MustCompile(`\[[^\]]*\b0+/[0-9]+\]`)
 // readPatchFile reads a diff, a mail or an mbox of mails, like git am:
 // every mail that carries a diff, in order.
 func readPatchFile(path string) ([]Patch, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, safefile.PatchCap)
 	if err != nil {
 		if os.IsNotExist(err) {
 			return nil, fmt.Errorf("patch %s: no such file", path)

@@ -3,10 +3,11 @@ package report
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"patchbay/harness"
+
+	"patchbay/safefile"
 )
 
 // SchemaVersion is the version of summary.json's layout (see SCHEMA.md).
@@ -36,7 +37,7 @@ func SummaryJSON(s *harness.Summary) ([]byte, error) {
 // they are recomputed from the runs.
 func Read(dir string) (*harness.Summary, error) {
 	path := filepath.Join(dir, "summary.json")
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, safefile.RecordCap)
 	if err != nil {
 		return nil, fmt.Errorf("reading results: %w", err)
 	}

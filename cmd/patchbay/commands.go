@@ -33,6 +33,9 @@ func newRootCommand() *cobra.Command {
 		Short:         "Test Linux kernel patch series in QEMU, variant against variant",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return checkNumericFlags(cmd)
+		},
 	}
 	root.PersistentFlags().String("cache", harness.DefaultCacheDir(), "cache for kernels, images and ccache (outside the repository; $PATCHBAY_CACHE)")
 	root.AddCommand(newImageCommand(), newRunCommand(), newReportCommand(), newSSHCommand(), newConsoleCommand(), withVariantBench(newBenchCommand()), newCacheCommand(), newBuildCommand(), newTriageCommand(),

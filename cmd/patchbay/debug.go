@@ -15,6 +15,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"patchbay/harness"
+
+	"patchbay/safefile"
 )
 
 func newSSHCommand() *cobra.Command {
@@ -53,7 +55,7 @@ func newConsoleCommand() *cobra.Command {
 }
 
 func readKeepInfo(dir string) (*harness.KeepInfo, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "vm.json"))
+	data, err := safefile.ReadFile(filepath.Join(dir, "vm.json"), safefile.SmallCap)
 	if err != nil {
 		return nil, fmt.Errorf("%s: no kept VM here (start one with patchbay run --keep): %w", dir, err)
 	}

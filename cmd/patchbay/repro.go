@@ -13,6 +13,8 @@ import (
 
 	"patchbay/harness"
 	"patchbay/report"
+
+	"patchbay/safefile"
 )
 
 func newReproCommand() *cobra.Command {
@@ -92,7 +94,7 @@ crashed or hung, 2 when the harness or the host failed.`,
 // loadRepro reads the run record of runDir and its results directory's
 // summary, and loads the case with the workload the run used.
 func loadRepro(runDir, casePath string, inputs map[string]string) (*harness.Case, *harness.RunRecord, error) {
-	data, err := os.ReadFile(filepath.Join(runDir, "run.json"))
+	data, err := safefile.ReadFile(filepath.Join(runDir, "run.json"), safefile.RecordCap)
 	if err != nil {
 		return nil, nil, fmt.Errorf("repro: %s is not a run folder (<results>/<variant>/<n>/): %w", runDir, err)
 	}

@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
 	"patchbay/triage"
 	"patchbay/triage/symbolize"
+
+	"patchbay/safefile"
 )
 
 // triagedFile is one input's findings, as printed with --json.
@@ -35,7 +36,7 @@ finding is present, so it can gate a script.`,
 			var files []triagedFile
 			severe := 0
 			for _, name := range args {
-				data, err := readInput(name, cmd.InOrStdin())
+				data, err := readInput(cmd.Context(), name, cmd.InOrStdin())
 				if err != nil {
 					return err
 				}
@@ -76,11 +77,31 @@ finding is present, so it can gate a script.`,
 	return cmd
 }
 
-func readInput(name string, stdin io.Reader) ([]byte, error) {
+// triageCap bounds a console or log given to triage: far more than any
+// capture patchbay writes, far less than memory.
+const triageCap = 256 * safefile.MiB
+
+func readInput(ctx context.Context, name string, stdin io.Reader) ([]byte, error) {
 	if name == "-" {
-		return io.ReadAll(stdin)
+		// A pipe can block forever: read aside so Ctrl-C/SIGTERM (which
+		// cancel ctx) still end the command.
+		type result struct {
+			data []byte
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			data, err := safefile.ReadAll(stdin, "triage: stdin", triageCap)
+			done <- result{data, err}
+		}()
+		select {
+		case r := <-done:
+			return r.data, r.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("triage: stdin: %w", context.Cause(ctx))
+		}
 	}
-	data, err := os.ReadFile(name)
+	data, err := safefile.ReadFile(name, triageCap)
 	if err != nil {
 		return nil, fmt.Errorf("triage: %w", err)
 	}
