@@ -36,7 +36,7 @@ func TestDecideScheduleStopsWhenDecided(t *testing.T) {
 	}
 	run, jobs := fakeRounds(func(j Job) bool { return j.Variant == "bad" })
 	var lines []string
-	recs, errs, rounds, ended := decideSchedule(context.Background(), d, names, 100, 2, 60, time.Time{}, run, func(s []string) { lines = append(lines, strings.Join(s, " | ")) })
+	recs, errs, rounds, ended := decideSchedule(context.Background(), d, names, 100, 2, 80, time.Time{}, run, func(s []string) { lines = append(lines, strings.Join(s, " | ")) })
 	if len(errs) != 0 {
 		t.Fatal(errs)
 	}
@@ -44,9 +44,9 @@ func TestDecideScheduleStopsWhenDecided(t *testing.T) {
 		t.Errorf("bad: %s at round %d, want differs-worse at 5", got.Decision, got.DecidedAt)
 	}
 	// "same" never fails, like the baseline: it is equivalent once the
-	// exact bound of 0 in n is below the margin (n = 11), which happens at
-	// the final look when 60 runs are spent.
-	if ended != "budget of 60 runs" {
+	// exact bound of 0 in n is below the margin (n = 29), which happens at
+	// the final look when 80 runs are spent (30+ rounds).
+	if ended != "budget of 80 runs" {
 		t.Errorf("ended: %q", ended)
 	}
 	d.finish()

@@ -99,7 +99,7 @@ func TestEquivalenceError(t *testing.T) {
 	const n = 20000
 	worst := 0.0
 	for i, pb := range []float64{0, 0.02, 0.1, 0.3} {
-		for j, rounds := range []int{8, 12, 20, 30} {
+		for j, rounds := range []int{12, 30, 60} {
 			for k, pv := range []float64{pb + d.Margin, pb - d.Margin} {
 				if pv < 0 {
 					continue
@@ -113,15 +113,18 @@ func TestEquivalenceError(t *testing.T) {
 		}
 	}
 	t.Logf("worst rate of calling a difference at the margin equivalent: %.4f (equiv alpha %.2f)", worst, d.EquivAlpha)
-	got := simulate(t, d, 0, 0, 12, 1000, 9)
+	got := simulate(t, d, 0, 0, 29, 1000, 9)
 	if got[Equivalent] != 1 {
-		t.Errorf("never-failing kernels over 12 rounds: equivalent in %.3f of sessions, want all", got[Equivalent])
+		t.Errorf("never-failing kernels over 29 rounds: equivalent in %.3f of sessions, want all", got[Equivalent])
 	}
-	got = simulate(t, d, 0.02, 0.02, 12, n, 10)
+	if got := simulate(t, d, 0, 0, 28, 1000, 9); got[Equivalent] != 0 {
+		t.Errorf("never-failing kernels over 28 rounds: equivalent in %.3f of sessions, want none (0 of 28 bounds at 0.101)", got[Equivalent])
+	}
+	got = simulate(t, d, 0.02, 0.02, 60, n, 10)
 	if got[Equivalent] < 0.3 {
-		t.Errorf("both 0.02, 12 rounds: equivalent in only %.3f of sessions", got[Equivalent])
+		t.Errorf("both 0.02, 60 rounds: equivalent in only %.3f of sessions", got[Equivalent])
 	}
-	t.Logf("both 0.02, 12 rounds: equivalent %.3f, undecided %.3f", got[Equivalent], got[Undecided])
+	t.Logf("both 0.02, 60 rounds: equivalent %.3f, undecided %.3f", got[Equivalent], got[Undecided])
 }
 
 // TestBounds pins the default boundaries (README shows them) and checks

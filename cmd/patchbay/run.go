@@ -37,7 +37,7 @@ it is not a test. Use --decide for one.
 --decide runs rounds (run k of the baseline and of every variant still
 undecided, seed+k) until a sequential test whose error rates hold however
 often it looks has decided each variant against the baseline (differs-worse,
-differs-better, equivalent within 0.25, no-difference) or the budget ends
+differs-better, equivalent within 0.1, no-difference) or the budget ends
 (--budget-runs N, --budget 15m; one of them is required). summary.json
 records the rule, its boundaries and each decision's evidence (see README,
 "Deciding").
