@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"patchbay/harness"
+	"patchbay/safefile"
 )
 
 // Write renders every report into dir, each file atomically.
@@ -520,35 +521,5 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 // fsync and a rename (then an fsync of the directory), so a reader, or a
 // crash, never sees half a report.
 func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err == nil {
-		err = d.Sync()
-		d.Close()
-	}
-	if err != nil {
-		return fmt.Errorf("writing %s: syncing its directory: %w", path, err)
-	}
-	return nil
+	return safefile.WriteAtomic(path, data, 0o644)
 }

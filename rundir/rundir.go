@@ -49,7 +49,7 @@ func Load(dir, casePath string) (*Run, error) {
 	if rec.Case == "" || rec.Variant == "" {
 		return nil, fmt.Errorf("%s: no case or variant recorded", path)
 	}
-	resDir := resultsDirOf(dir, rec.Dir)
+	resDir := ResultsDirOf(dir, rec.Dir)
 	sum, err := report.Read(resDir)
 	if err != nil {
 		return nil, fmt.Errorf("the results directory of %s: %w", dir, err)
@@ -113,9 +113,9 @@ func readRegular(path string, limit int64) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, limit))
 }
 
-// resultsDirOf is the results directory a run folder belongs to: dir
+// ResultsDirOf is the results directory a run folder belongs to: dir
 // without the run's relative Dir ("fallback/0"), else two levels up.
-func resultsDirOf(dir, rel string) string {
+func ResultsDirOf(dir, rel string) string {
 	clean := filepath.Clean(dir)
 	if rel != "" && filepath.IsLocal(rel) {
 		suffix := string(filepath.Separator) + filepath.Clean(rel)

@@ -40,8 +40,8 @@ func TestResultsDirOf(t *testing.T) {
 		{"/x/y/copied", "stock/3", "/x"},
 		{"/r/a/b", "../../etc", "/r"},
 	} {
-		if got := resultsDirOf(tc.dir, tc.rel); got != tc.want {
-			t.Errorf("resultsDirOf(%q, %q) = %q, want %q", tc.dir, tc.rel, got, tc.want)
+		if got := ResultsDirOf(tc.dir, tc.rel); got != tc.want {
+			t.Errorf("ResultsDirOf(%q, %q) = %q, want %q", tc.dir, tc.rel, got, tc.want)
 		}
 	}
 }

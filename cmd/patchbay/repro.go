@@ -7,12 +7,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"patchbay/harness"
 	"patchbay/report"
+	"patchbay/rundir"
 
 	"patchbay/safefile"
 )
@@ -105,7 +105,7 @@ func loadRepro(runDir, casePath string, inputs map[string]string) (*harness.Case
 	if rec.Case == "" || rec.Variant == "" {
 		return nil, nil, fmt.Errorf("repro: %s: no case or variant recorded", filepath.Join(runDir, "run.json"))
 	}
-	resDir := resultsDirOf(runDir, rec.Dir)
+	resDir := rundir.ResultsDirOf(runDir, rec.Dir)
 	sum, err := report.Read(resDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("repro: the results directory of %s: %w", runDir, err)
@@ -138,20 +138,4 @@ func loadRepro(runDir, casePath string, inputs map[string]string) (*harness.Case
 		c.Workload = sum.Workload
 	}
 	return c, &rec, nil
-}
-
-// resultsDirOf is the results directory a run folder belongs to: runDir
-// without the run's relative Dir ("fallback/0"), else two levels up.
-func resultsDirOf(runDir, rel string) string {
-	clean := filepath.Clean(runDir)
-	if rel != "" && filepath.IsLocal(rel) {
-		suffix := string(filepath.Separator) + filepath.Clean(rel)
-		if strings.HasSuffix(clean, suffix) {
-			return strings.TrimSuffix(clean, suffix)
-		}
-		if clean == filepath.Clean(rel) {
-			return "."
-		}
-	}
-	return filepath.Dir(filepath.Dir(clean))
 }

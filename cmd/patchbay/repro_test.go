@@ -50,17 +50,3 @@ func TestLoadRepro(t *testing.T) {
 		t.Errorf("repro without summary.json: %v", err)
 	}
 }
-
-func TestResultsDirOf(t *testing.T) {
-	for _, tc := range []struct{ run, rel, want string }{
-		{"results/c/ts/fallback/0", "fallback/0", "results/c/ts"},
-		{"results/c/ts/fallback/0/", "fallback/0", "results/c/ts"},
-		{"fallback/0", "fallback/0", "."},
-		{"/x/copied-run", "fallback/0", "/"},
-		{"a/b/c/d", "", "a/b"},
-	} {
-		if got := resultsDirOf(tc.run, tc.rel); got != tc.want {
-			t.Errorf("resultsDirOf(%q, %q) = %q, want %q", tc.run, tc.rel, got, tc.want)
-		}
-	}
-}
