@@ -9,6 +9,7 @@ import (
 
 	"patchbay/images"
 	"patchbay/kernel"
+	"patchbay/safefile"
 	"patchbay/vm"
 )
 
@@ -87,7 +88,7 @@ func benchOneBoot(ctx context.Context, c *Case, cfg vm.Config, guestBin string) 
 	}
 	s.FirstCmd = time.Since(start)
 	if guestBin != "" {
-		f, err := os.Open(guestBin)
+		f, err := safefile.Open(guestBin)
 		if err != nil {
 			return s, err
 		}

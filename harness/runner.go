@@ -16,6 +16,7 @@ import (
 
 	"patchbay/images"
 	"patchbay/kernel"
+	"patchbay/safefile"
 	"patchbay/triage"
 	"patchbay/triage/symbolize"
 	"patchbay/vm"
@@ -376,7 +377,7 @@ func (g *guest) lost(ctx context.Context, st RunStatus, err error) RunStatus {
 }
 
 func (r *Runner) upload(ctx context.Context, g *guest) error {
-	f, err := os.Open(r.GuestBin)
+	f, err := safefile.Open(r.GuestBin)
 	if err != nil {
 		return fmt.Errorf("guest binary: %w", err)
 	}

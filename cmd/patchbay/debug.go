@@ -71,7 +71,7 @@ func readKeepInfo(dir string) (*harness.KeepInfo, error) {
 
 // follow copies path to w and keeps copying what is appended, like tail -f.
 func follow(ctx context.Context, path string, w io.Writer) error {
-	f, err := os.Open(path)
+	f, err := safefile.Open(path)
 	if err != nil {
 		return err
 	}
