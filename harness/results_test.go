@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -186,5 +187,32 @@ func TestCheckpointDecideBeginsJobsAsTheyStart(t *testing.T) {
 	got := readSummaryFile(t, dir)
 	if fmt.Sprint(got.NotFinished) != fmt.Sprint([]Job{b}) || len(got.Variants[0].Runs) != 1 || len(got.Variants[1].Runs) != 0 {
 		t.Errorf("after one of two runs of a round: not_finished %v, runs %d/%d", got.NotFinished, len(got.Variants[0].Runs), len(got.Variants[1].Runs))
+	}
+}
+
+// The guest binary is named by its content, so a session keeps the binary
+// it built while another tree builds another one into the same cache.
+func TestGuestBinaryNamedByContent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds pbguest")
+	}
+	cache := t.TempDir()
+	a, err := ensureGuest(context.Background(), Options{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := fileSHA256(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(a) != "pbguest-"+sum[:16] {
+		t.Errorf("guest binary %s is not named by its content %s", a, sum[:16])
+	}
+	b, err := ensureGuest(context.Background(), Options{CacheDir: cache})
+	if err != nil || b != a {
+		t.Errorf("the same source built to %s, then %s (%v)", a, b, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(cache, "guest", ".*.tmp")); len(left) > 0 {
+		t.Errorf("temporary files left: %v", left)
 	}
 }

@@ -3,6 +3,7 @@ package harness
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -606,21 +607,48 @@ func ensureGuest(ctx context.Context, opt Options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	out := filepath.Join(opt.CacheDir, "guest", "pbguest")
-	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+	dir := filepath.Join(opt.CacheDir, "guest")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	// Build beside the final name and rename: another patchbay may be
-	// uploading the previous binary right now.
-	tmp := fmt.Sprintf("%s.%d", out, os.Getpid())
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", tmp, "./guest/cmd/pbguest")
+	// Build to a temporary name, then name the binary by its content: a
+	// session keeps uploading the binary it built even when another tree
+	// (another worktree, another checkout) builds a different one meanwhile.
+	tmp, err := os.CreateTemp(dir, ".pbguest-*.tmp")
+	if err != nil {
+		return "", err
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", tmp.Name(), "./guest/cmd/pbguest")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
 	if msg, err := cmd.CombinedOutput(); err != nil {
-		os.Remove(tmp)
 		return "", fmt.Errorf("building the guest workload: %w\n%s", err, msg)
 	}
-	return out, os.Rename(tmp, out)
+	sum, err := fileSHA256(tmp.Name())
+	if err != nil {
+		return "", fmt.Errorf("building the guest workload: %w", err)
+	}
+	out := filepath.Join(dir, "pbguest-"+sum[:16])
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return "", fmt.Errorf("building the guest workload: %w", err)
+	}
+	return out, nil
+}
+
+// fileSHA256 is the hex SHA-256 of a file's content.
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // moduleRoot finds this module's source from the working directory up.
