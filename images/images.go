@@ -114,15 +114,16 @@ func (b *Builder) Ensure(ctx context.Context, r Recipe) (*Image, error) {
 	}
 	start := time.Now()
 	b.step(start, "building guest image %s (debootstrap %s, ~4 min)", key, r.Suite)
-	// Per-process temp dir: two patchbays building at once each finish, and
-	// the second rename loses to the first (a complete image either way).
-	tmp := fmt.Sprintf("%s.tmp-%d", dir, os.Getpid())
-	if err := os.RemoveAll(tmp); err != nil {
+	// A temp dir of its own (not one named by pid: pods sharing a cache
+	// volume have the same small pids): two patchbays building at once each
+	// finish, and the second rename loses to the first (a complete image
+	// either way). MkdirTemp makes it 0700: the image holds the guest's SSH
+	// host key, the directory the private key that logs in as root.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return nil, err
 	}
-	// 0700: the image holds the guest's SSH host key, the directory the
-	// private key that logs in as root.
-	if err := os.MkdirAll(tmp, 0o700); err != nil {
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), key+".tmp-*")
+	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
