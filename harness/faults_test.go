@@ -24,6 +24,7 @@ type faultEnv struct {
 	img    *images.Image
 	guest  string
 	result string
+	snaps  *Snapshots // nil: every run boots cold
 }
 
 func newFaultEnv(t *testing.T) *faultEnv {
@@ -59,7 +60,7 @@ func newFaultEnv(t *testing.T) *faultEnv {
 
 func (e *faultEnv) runner(t *testing.T) *Runner {
 	return &Runner{Case: e.c, Image: e.img, GuestBin: e.guest, Accel: "tcg", ResultsDir: e.result,
-		Progress: testWriter{t}, WorkloadGrace: 30 * time.Second}
+		Progress: testWriter{t}, WorkloadGrace: 30 * time.Second, Snapshots: e.snaps}
 }
 
 type testWriter struct{ t *testing.T }
@@ -99,7 +100,10 @@ func runFault(t *testing.T, ctx context.Context, e *faultEnv, phase string, inje
 		t.Fatal(err)
 	}
 	took := time.Since(start)
-	t.Logf("outcome %s after %s: %v", rec.Outcome, took.Round(time.Second), rec.Reasons)
+	t.Logf("outcome %s after %s (start %s): %v", rec.Outcome, took.Round(time.Second), rec.Start, rec.Reasons)
+	if e.snaps != nil && phase != "none" && rec.Start != StartRestore {
+		t.Errorf("start %s, want restore (from the snapshot)", rec.Start)
+	}
 	if took > limit {
 		t.Errorf("run took %s, limit %s", took, limit)
 	}
@@ -127,8 +131,29 @@ func later(d time.Duration, f func()) error {
 	return nil
 }
 
+// TestFaults seeds faults into runs that boot cold and, in restore mode,
+// into runs restored from a snapshot: the outcome classes must not depend on
+// how the VM started.
 func TestFaults(t *testing.T) {
-	e := newFaultEnv(t)
+	for _, mode := range []string{"cold", "restore"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newFaultEnv(t)
+			if mode == "restore" {
+				e.snaps = NewSnapshots(t.TempDir(), false)
+				rec, err := e.runner(t).RunOne(context.Background(), "eopnotsupp", 0, 1, e.k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rec.Outcome != Pass || rec.Start != StartSnapshot {
+					t.Fatalf("the run saving the snapshot: %s, start %s %v", rec.Outcome, rec.Start, rec.Reasons)
+				}
+			}
+			testFaults(t, e)
+		})
+	}
+}
+
+func testFaults(t *testing.T, e *faultEnv) {
 	ctx := context.Background()
 
 	t.Run("guest panic is a crash", func(t *testing.T) {

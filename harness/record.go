@@ -29,20 +29,25 @@ var Outcomes = []Outcome{Pass, Fail, Crash, Hang, BootError, InfraError, Interru
 // RunRecord is everything one run produced, as written to run.json and
 // summarized in summary.json.
 type RunRecord struct {
-	Case      string    `json:"case"`
-	Variant   string    `json:"variant"`
-	Index     int       `json:"index"`
-	Seed      uint64    `json:"seed"`
-	Kernel    string    `json:"kernel_key"`
-	Release   string    `json:"kernel_release"`
-	Accel     string    `json:"accel"`
-	Started   time.Time `json:"started"`
-	Seconds   float64   `json:"seconds"`
-	BootSecs  float64   `json:"boot_seconds"`
-	Outcome   Outcome   `json:"outcome"`
-	Reasons   []string  `json:"reasons"`
-	Dir       string    `json:"dir"` // relative to the results directory
-	QMPEvents []string  `json:"qmp_events,omitempty"`
+	Case     string    `json:"case"`
+	Variant  string    `json:"variant"`
+	Index    int       `json:"index"`
+	Seed     uint64    `json:"seed"`
+	Kernel   string    `json:"kernel_key"`
+	Release  string    `json:"kernel_release"`
+	Accel    string    `json:"accel"`
+	Started  time.Time `json:"started"`
+	Seconds  float64   `json:"seconds"`
+	BootSecs float64   `json:"boot_seconds"`
+	// Start is how the VM started: cold, snapshot (cold, then saved the
+	// kernel's snapshot) or restore; Snapshot is the snapshot's key.
+	Start        string   `json:"start,omitempty"`
+	Snapshot     string   `json:"snapshot,omitempty"`
+	WorkloadSecs float64  `json:"workload_seconds,omitempty"` // wall time of the workload phase
+	Outcome      Outcome  `json:"outcome"`
+	Reasons      []string `json:"reasons"`
+	Dir          string   `json:"dir"` // relative to the results directory
+	QMPEvents    []string `json:"qmp_events,omitempty"`
 
 	JournalDataFiles int              `json:"journal_data_files"`
 	BufferedIomap    *IomapActivity   `json:"buffered_iomap,omitempty"` // with filesystem.check_buffered_iomap

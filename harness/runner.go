@@ -55,6 +55,9 @@ type Runner struct {
 	Keep bool
 	// Phases adds a progress line as each phase of a run begins.
 	Phases bool
+	// Snapshots, when set, starts runs by restoring the kernel's saved VM
+	// state (made by the kernel's first run) instead of booting cold.
+	Snapshots *Snapshots
 }
 
 // RunOne runs variant's run number index with the given seed and kernel.
@@ -132,11 +135,11 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 		st.Infra = err.Error()
 		return st, nil
 	}
-	m, err := vm.Start(ctx, vm.Config{
+	m, mk, err := r.startVM(ctx, rec, vm.Config{
 		Kernel: k.BzImage, Cmdline: c.Kernel.Cmdline, RootImage: r.Image.Root,
 		Disks: disks, MemoryMB: c.VM.MemoryMB, CPUs: c.VM.CPUs,
 		Accel: r.Accel, WorkDir: dir, Signer: signer, HostKey: hostKey,
-	})
+	}, k, scratchDir)
 	if err != nil {
 		st.Infra = err.Error()
 		return st, nil
@@ -154,10 +157,15 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 		r.triage(ctx, rec, dir, m.Console(), k.Vmlinux)
 	}()
 
-	bootCtx, cancel := context.WithTimeout(ctx, c.VM.BootTimeout.D())
-	err = m.WaitReady(bootCtx)
-	cancel()
+	if rec.Start != StartRestore { // a restored VM is ready already
+		bootCtx, cancel := context.WithTimeout(ctx, c.VM.BootTimeout.D())
+		err = m.WaitReady(bootCtx)
+		cancel()
+	}
 	if err != nil {
+		if mk != nil {
+			mk.abort("the boot failed")
+		}
 		switch {
 		case ctx.Err() != nil:
 		case errors.Is(err, vm.ErrPanicked):
@@ -171,7 +179,7 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 		return st, nil
 	}
 	rec.BootSecs = time.Since(rec.Started).Seconds()
-	r.logf("%s #%d: booted in %.1fs (%s)", rec.Variant, rec.Index, rec.BootSecs, r.Accel)
+	r.logf("%s #%d: %s in %.1fs (%s)", rec.Variant, rec.Index, map[string]string{StartCold: "booted", StartRestore: "restored"}[rec.Start], rec.BootSecs, r.Accel)
 
 	g := &guest{m: m, dir: dir, before: r.BeforePhase}
 	if r.Phases {
@@ -184,11 +192,21 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 			st.Infra = "writing results: " + g.saveErr.Error()
 		}
 	}()
+	if mk != nil {
+		if err := r.saveSnapshot(ctx, g, mk, rec, scratchDir); err != nil {
+			return g.lost(ctx, st, err), nil
+		}
+	}
+	// A guest that was saved needs the clock and a fresh random seed, in
+	// the setup phase's first session, before anything else.
+	g.refresh = rec.Start == StartSnapshot || rec.Start == StartRestore
 	if err := g.phase(ctx, "setup"); err != nil {
 		return g.lost(ctx, st, err), nil
 	}
-	if err := r.upload(ctx, g); err != nil {
-		return g.lost(ctx, st, err), nil
+	if rec.Start == StartCold { // a snapshot has pbguest already
+		if err := r.upload(ctx, g); err != nil {
+			return g.lost(ctx, st, err), nil
+		}
 	}
 	if s, err := r.setup(ctx, g, rec); err != nil {
 		return g.lost(ctx, st, err), nil
@@ -202,9 +220,11 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 	if err := g.phase(ctx, "workload"); err != nil {
 		return g.lost(ctx, st, err), nil
 	}
+	wstart := time.Now()
 	if err := r.workload(ctx, g, rec); err != nil {
 		return g.lost(ctx, st, err), nil
 	}
+	rec.WorkloadSecs = time.Since(wstart).Seconds()
 	if rec.BufferedIomap != nil {
 		if err := newIomapTrace().stop(ctx, g, rec); err != nil {
 			return g.lost(ctx, st, err), nil
@@ -220,8 +240,10 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 	if len(rec.Verify) != 3 {
 		st.Incomplete = fmt.Sprintf("verify produced %d of 3 phases", len(rec.Verify))
 	}
-	if out, err := g.m.Output(ctx, "dmesg"); err == nil {
-		g.save("dmesg.txt", out)
+	if !g.dmesgSaved {
+		if out, err := g.m.Output(ctx, "dmesg"); err == nil {
+			g.save("dmesg.txt", out)
+		}
 	}
 	return st, nil
 }
@@ -273,11 +295,13 @@ func symbolizeFindings(ctx context.Context, rec *RunRecord, vmlinux string) {
 
 // guest wraps the machine with the run's logging conventions.
 type guest struct {
-	m       *vm.Machine
-	dir     string
-	before  func(ctx context.Context, phase string, m *vm.Machine) error
-	logf    func(format string, args ...any) // progress, prefixed with the run
-	saveErr error                            // first failure to write evidence: the host's fault
+	m          *vm.Machine
+	dir        string
+	before     func(ctx context.Context, phase string, m *vm.Machine) error
+	logf       func(format string, args ...any) // progress, prefixed with the run
+	saveErr    error                            // first failure to write evidence: the host's fault
+	refresh    bool                             // the first phase refreshes a restored guest first
+	dmesgSaved bool                             // the verify batch saved dmesg.txt
 }
 
 // save writes evidence into the run directory, remembering the first error.
@@ -304,7 +328,13 @@ func (g *guest) phase(ctx context.Context, name string) error {
 	}
 	mctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if _, err := g.m.Output(mctx, fmt.Sprintf("echo 'patchbay: phase %s' > /dev/kmsg", name)); err != nil {
+	cmd := fmt.Sprintf("echo 'patchbay: phase %s' > /dev/kmsg", name)
+	if g.refresh {
+		g.refresh = false
+		if err := refreshGuest(mctx, g.m, cmd); err != nil {
+			return err
+		}
+	} else if _, err := g.m.Output(mctx, cmd); err != nil {
 		return err
 	}
 	if g.before != nil {
@@ -400,6 +430,19 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, e
 	gc := r.commands(rec.Seed)
 	cmd := fmt.Sprintf("set -e; %s; mkdir -p %s; %s; mkdir -p %s %s %s",
 		ShellJoin(gc.Mkfs), mountPoint, ShellJoin(gc.Mount), workDir, donorDir, guestTmp)
+	prep := ShellJoin(gc.Prepare)
+	if r.Case.Workload.Kind != WorkloadFio && !fs.CheckBufferedIomap {
+		// One session for the file system, the work files and lsattr.
+		steps := []step{{"setup.txt", cmd}, {"prepare.json", prep}}
+		if fs.JournalData {
+			steps = append(steps, step{"lsattr.txt", "lsattr " + workDir})
+		}
+		outs, err := g.batch(ctx, 7*time.Minute, steps)
+		if err != nil {
+			return "", err
+		}
+		return r.checkPrepared(rec, outs[1], outs[2:])
+	}
 	if _, err := g.sh(ctx, 2*time.Minute, "setup.txt", cmd); err != nil {
 		return "", err
 	}
@@ -412,18 +455,14 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, e
 			return reason, err
 		}
 	}
-	out, err := g.sh(ctx, 5*time.Minute, "", ShellJoin(gc.Prepare))
+	out, err := g.sh(ctx, 5*time.Minute, "", prep)
 	if err != nil {
 		return "", err
 	}
 	g.save("prepare.json", out)
-	var p struct {
-		JournalDataFiles int `json:"journal_data_files"`
+	if reason, err := r.checkPrepared(rec, out, nil); err != nil {
+		return reason, err
 	}
-	if err := json.Unmarshal(out, &p); err != nil {
-		return "", fmt.Errorf("prepare output: %w", err)
-	}
-	rec.JournalDataFiles = p.JournalDataFiles
 	if fs.CheckBufferedIomap {
 		if reason, err := trace.setupDone(ctx, g, rec, mountOpts(fs.MountOptions)); err != nil || reason != "" {
 			return reason, err
@@ -437,8 +476,24 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, e
 	if err != nil {
 		return "", err
 	}
+	return r.checkPrepared(rec, out, [][]byte{lsattr})
+}
+
+// checkPrepared reads prepare's JSON into rec and, given lsattr's output,
+// checks that every work file journals its data when the case asks for it.
+func (r *Runner) checkPrepared(rec *RunRecord, prepare []byte, lsattr [][]byte) (string, error) {
+	var p struct {
+		JournalDataFiles int `json:"journal_data_files"`
+	}
+	if err := json.Unmarshal(prepare, &p); err != nil {
+		return "", fmt.Errorf("prepare output: %w", err)
+	}
+	rec.JournalDataFiles = p.JournalDataFiles
+	if !r.Case.Filesystem.JournalData || len(lsattr) == 0 {
+		return "", nil
+	}
 	flagged := 0
-	for _, line := range strings.Split(string(lsattr), "\n") {
+	for _, line := range strings.Split(string(lsattr[0]), "\n") {
 		if attrs, _, ok := strings.Cut(line, " "); ok && strings.Contains(attrs, "j") {
 			flagged++
 		}
@@ -555,7 +610,17 @@ func (r *Runner) verify(ctx context.Context, g *guest, rec *RunRecord) error {
 	}
 	results := map[string]json.RawMessage{}
 	defer g.saveJSON("verify.json", results)
-	for _, s := range r.commands(rec.Seed).Verify {
+	return r.verifyBatch(ctx, g, rec, results)
+}
+
+// verifyBatch runs the three verify passes, e2fsck and dmesg in one SSH
+// session: the steps are sequential anyway, and each session costs a fork
+// and an exec in the guest (and a round trip).
+func (r *Runner) verifyBatch(ctx context.Context, g *guest, rec *RunRecord, results map[string]json.RawMessage) error {
+	gc := r.commands(rec.Seed)
+	var steps []step
+	verifyAt := map[int]string{}
+	for _, s := range gc.Verify {
 		var before []string
 		if s.DropCaches {
 			before = append(before, "sync && echo 3 > /proc/sys/vm/drop_caches")
@@ -564,22 +629,47 @@ func (r *Runner) verify(ctx context.Context, g *guest, rec *RunRecord) error {
 			before = append(before, ShellJoin(argv))
 		}
 		if len(before) > 0 {
-			if _, err := g.sh(ctx, 5*time.Minute, "", strings.Join(before, " && ")); err != nil {
-				return err
-			}
+			steps = append(steps, step{"", strings.Join(before, " && ")})
 		}
-		out, err := g.sh(ctx, 10*time.Minute, "", ShellJoin(s.Argv))
-		if err != nil {
-			return err
+		verifyAt[len(steps)] = s.Phase
+		steps = append(steps, step{"", ShellJoin(s.Argv)})
+	}
+	steps = append(steps,
+		step{"", ShellJoin(gc.Umount)},
+		// e2fsck exits 4 (or more) when it finds errors it did not fix.
+		step{"fsck.txt", ShellJoin(gc.Fsck) + " 2>&1; echo \"e2fsck-exit=$?\""},
+		step{"dmesg.txt", "dmesg"})
+	// As long as the longest step alone may take: a hang is still a hang.
+	outs, err := g.batch(ctx, 10*time.Minute, steps)
+	for i, out := range outs {
+		phase, ok := verifyAt[i]
+		if !ok {
+			continue
 		}
-		results[s.Phase] = json.RawMessage(out)
+		results[phase] = json.RawMessage(out)
 		var v VerifyResult
 		if err := json.Unmarshal(out, &v); err != nil {
-			return fmt.Errorf("verify %s output: %w", s.Phase, err)
+			return fmt.Errorf("verify %s output: %w", phase, err)
 		}
 		rec.Verify = append(rec.Verify, v)
 	}
-	return r.fsck(ctx, g, rec)
+	if err != nil {
+		return err
+	}
+	g.dmesgSaved = true
+	return parseFsck(rec, outs[len(outs)-2])
+}
+
+// parseFsck reads e2fsck's exit status from the line the command appends.
+func parseFsck(rec *RunRecord, out []byte) error {
+	var code int
+	if i := strings.LastIndex(string(out), "e2fsck-exit="); i >= 0 {
+		fmt.Sscanf(string(out[i:]), "e2fsck-exit=%d", &code)
+	} else {
+		return errors.New("e2fsck: no exit status in its output")
+	}
+	rec.Fsck = &FsckResult{Exit: code, Clean: code == 0}
+	return nil
 }
 
 // fsck unmounts the scratch file system and runs e2fsck -fn on it.
@@ -592,14 +682,7 @@ func (r *Runner) fsck(ctx context.Context, g *guest, rec *RunRecord) error {
 	if err != nil {
 		return err
 	}
-	var code int
-	if i := strings.LastIndex(string(out), "e2fsck-exit="); i >= 0 {
-		fmt.Sscanf(string(out[i:]), "e2fsck-exit=%d", &code)
-	} else {
-		return errors.New("e2fsck: no exit status in its output")
-	}
-	rec.Fsck = &FsckResult{Exit: code, Clean: code == 0}
-	return nil
+	return parseFsck(rec, out)
 }
 
 func makeSparse(path string, size int64) error {

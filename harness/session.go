@@ -37,6 +37,7 @@ type Options struct {
 	Keep       bool          // keep the VM of the (single) run alive until ctx ends
 	Phases     bool          // progress shows each run's phases, not only its start and outcome
 	GuestBin   string        // prebuilt pbguest; empty: build it from this module
+	Cold       bool          // boot every run cold instead of restoring the kernel's snapshot
 	Progress   io.Writer
 
 	// Shard runs only slice Shard.Index of Shard.Count of the plan (job j
@@ -331,7 +332,8 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	}
 	sum.Image = img.Key
 
-	runner := &Runner{Case: c, Image: img, GuestBin: guestBin, Accel: sum.Accel, ResultsDir: dir, Progress: opt.Progress, Keep: opt.Keep, Phases: opt.Phases}
+	runner := &Runner{Case: c, Image: img, GuestBin: guestBin, Accel: sum.Accel, ResultsDir: dir, Progress: opt.Progress, Keep: opt.Keep, Phases: opt.Phases,
+		Snapshots: NewSnapshots(opt.CacheDir, opt.Cold)}
 	// Jobs of variants without a kernel cannot run.
 	var todo []int
 	for j, job := range jobs {

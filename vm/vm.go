@@ -36,17 +36,24 @@ var (
 
 // Config describes one virtual machine.
 type Config struct {
-	QEMU      string   // binary; default qemu-system-x86_64
-	Kernel    string   // bzImage
-	Cmdline   string   // appended to the harness's own kernel parameters
-	RootImage string   // ext4 image; attached snapshot=on so it is never written
-	Disks     []string // raw scratch disks: /dev/vdb, /dev/vdc, ...
-	MemoryMB  int
-	CPUs      int
-	Accel     string // "kvm" or "tcg"
-	WorkDir   string // console.log and qemu.log go here
-	Signer    ssh.Signer
-	HostKey   ssh.PublicKey // pinned: no InsecureIgnoreHostKey
+	QEMU      string // binary; default qemu-system-x86_64
+	Kernel    string // bzImage
+	Cmdline   string // appended to the harness's own kernel parameters
+	RootImage string // ext4 image; attached snapshot=on so it is never written
+	// RootOverlay, when set, replaces RootImage: a qcow2 overlay (over the
+	// image) attached writable as drive "root", so its state can be frozen
+	// with a saved VM state (see snapshot.go).
+	RootOverlay string
+	// Incoming, when set, starts QEMU paused, loading the VM state saved in
+	// this file (Machine.Freeze); call Resume instead of booting.
+	Incoming string
+	Disks    []string // raw scratch disks: /dev/vdb, /dev/vdc, ...
+	MemoryMB int
+	CPUs     int
+	Accel    string // "kvm" or "tcg"
+	WorkDir  string // console.log and qemu.log go here
+	Signer   ssh.Signer
+	HostKey  ssh.PublicKey // pinned: no InsecureIgnoreHostKey
 }
 
 // Machine is a running QEMU.
@@ -88,6 +95,9 @@ func Start(ctx context.Context, cfg Config) (*Machine, error) {
 	}
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
+	}
+	if err := checkSnapshotPaths(cfg); err != nil {
+		return nil, err
 	}
 	var lastErr error
 	for attempt := 0; attempt < 4; attempt++ {
@@ -182,7 +192,11 @@ func qemuArgs(cfg Config, port int, sock string) []string {
 		"-smp", fmt.Sprint(max(cfg.CPUs, 1)), "-m", fmt.Sprint(max(cfg.MemoryMB, 256)),
 		"-kernel", cfg.Kernel,
 		"-append", strings.TrimSpace(baseCmdline + " " + cfg.Cmdline),
-		"-drive", "file=" + cfg.RootImage + ",if=virtio,format=raw,snapshot=on",
+	}
+	if cfg.RootOverlay != "" {
+		args = append(args, "-drive", "file="+cfg.RootOverlay+",if=virtio,format=qcow2,id=root")
+	} else {
+		args = append(args, "-drive", "file="+cfg.RootImage+",if=virtio,format=raw,snapshot=on")
 	}
 	for _, d := range cfg.Disks {
 		// cache=unsafe: flushes are only needed if the host crashes.
@@ -199,6 +213,9 @@ func qemuArgs(cfg Config, port int, sock string) []string {
 		"-serial", "chardev:con",
 		"-qmp", "unix:"+sock+",server=on,wait=off",
 	)
+	if cfg.Incoming != "" {
+		args = append(args, incomingArgs(cfg.Incoming)...)
+	}
 	return args
 }
 
@@ -345,12 +362,7 @@ func (m *Machine) Console() []byte { return m.console.bytes() }
 // until ctx ends. A failure is ErrBoot unless QEMU itself went away.
 func (m *Machine) WaitReady(ctx context.Context) error {
 	addr := fmt.Sprintf("127.0.0.1:%d", m.port)
-	conf := &ssh.ClientConfig{
-		User:            "root",
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(m.cfg.Signer)},
-		HostKeyCallback: ssh.FixedHostKey(m.cfg.HostKey),
-		Timeout:         15 * time.Second,
-	}
+	conf := m.sshConfig()
 	// Probe for sshd's banner with short attempts first. QEMU's user-mode
 	// network accepts every connection to the forwarded port and only then
 	// connects to the guest; a SYN sent before the guest's network is up is
@@ -380,6 +392,15 @@ func (m *Machine) WaitReady(ctx context.Context) error {
 			return fmt.Errorf("%w: no SSH login before the deadline: %v", ErrBoot, lastErr)
 		case <-time.After(delay):
 		}
+	}
+}
+
+func (m *Machine) sshConfig() *ssh.ClientConfig {
+	return &ssh.ClientConfig{
+		User:            "root",
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(m.cfg.Signer)},
+		HostKeyCallback: ssh.FixedHostKey(m.cfg.HostKey),
+		Timeout:         15 * time.Second,
 	}
 }
 

@@ -94,6 +94,7 @@ crashed or hung, 2 when the harness or the host failed.`,
 	f.Uint64Var(&opt.Seed, "seed", 0, "base seed (run k uses seed+k; default random, recorded in the results)")
 	f.DurationVar(&opt.Duration, "duration", 0, "override the case's workload duration")
 	f.StringVar(&opt.Accel, "accel", "auto", "auto (probe KVM, fall back to TCG), kvm or tcg")
+	f.BoolVar(&opt.Cold, "cold", false, "boot every run cold instead of restoring the kernel's snapshot (saved by its first run)")
 	f.BoolVar(&opt.Keep, "keep", false, "keep the VM running after the run (one variant, --runs 1) for patchbay ssh/console; Ctrl-C ends it")
 	f.IntVarP(&opt.Jobs, "jobs", "j", 0, "VMs to run at once (default: one per 2 cores and 1.5 GiB of memory)")
 	f.StringVar(&opt.ResultsDir, "results", "results", "results root directory")
