@@ -414,7 +414,7 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, e
 	}
 	rec.JournalDataFiles = p.JournalDataFiles
 	if fs.CheckBufferedIomap {
-		if reason, err := trace.setupDone(ctx, g, rec, mountOpts(fs.MountOptions)); err != nil || reason != "" {
+		if reason, err := trace.setupDone(ctx, g, rec, mountOpts(fs.MountOptions), fs.RequireLargeFolios); err != nil || reason != "" {
 			return reason, err
 		}
 	}
