@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -294,5 +295,25 @@ func TestSeriesInputFromGitRange(t *testing.T) {
 	want := []string{"git:" + repo + "@base..HEAD#1", c.Path("0001-ext4-fall-back-to-buffer-heads-for-online-defrag.patch"), "git:" + repo + "@base..HEAD#3"}
 	if strings.Join(stack, " ") != strings.Join(want, " ") {
 		t.Errorf("fallback stack %v, want %v", stack, want)
+	}
+}
+
+// A missing input stops a run before any work: no results folder, no guest
+// binary, no image or kernel in the cache (a cold cache makes these minutes).
+func TestRunCaseChecksInputsFirst(t *testing.T) {
+	c, err := LoadCaseWith("../cases/ext4-iomap-defrag", map[string]string{"tree": "debian:linux-source-6.12"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, results := t.TempDir(), filepath.Join(t.TempDir(), "results")
+	_, err = RunCase(context.Background(), c, Options{CacheDir: cache, ResultsDir: results, Runs: 1})
+	if err == nil || !strings.Contains(err.Error(), `input "series" is not set`) {
+		t.Fatalf("err = %v, want the missing series input", err)
+	}
+	if _, err := os.Stat(results); !os.IsNotExist(err) {
+		t.Errorf("results folder made before the inputs were checked: %v", err)
+	}
+	if ents, _ := os.ReadDir(cache); len(ents) != 0 {
+		t.Errorf("cache touched before the inputs were checked: %v", ents)
 	}
 }
