@@ -9,6 +9,7 @@ packages=(
   gcc make flex bison bc libelf-dev libssl-dev cpio ccache xz-utils
   patch git openssh-client ca-certificates
   chromium  # headless screenshot test of report.html
+  b4        # --input series=b4:MSGID (b4 am)
 )
 
 missing=()
