@@ -64,3 +64,13 @@ func TestResultsDirOf(t *testing.T) {
 		}
 	}
 }
+
+// repro's help says what a seed pins and what it does not.
+func TestReproSaysSeedPinsWorkloadNotInterleaving(t *testing.T) {
+	long := newReproCommand().Long
+	for _, want := range []string{"a seed pins the workload", "not the interleaving"} {
+		if !strings.Contains(long, want) {
+			t.Errorf("repro help lacks %q:\n%s", want, long)
+		}
+	}
+}
