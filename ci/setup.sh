@@ -10,6 +10,7 @@ packages=(
   patch git openssh-client ca-certificates
   chromium  # headless screenshot test of report.html
   shellcheck  # the CI template test lints the workflow's run scripts
+  b4        # --input series=b4:MSGID (b4 am)
 )
 
 missing=()

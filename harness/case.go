@@ -77,6 +77,11 @@ type FilesystemSpec struct {
 	// scratch file system and fails the run in setup when none fired while
 	// the work files were written: the mount option alone proves nothing.
 	CheckBufferedIomap bool `yaml:"check_buffered_iomap"`
+	// RequireLargeFolios (with the iomap check) fails the run in setup
+	// when no page-cache folio above order 0 was added on the scratch file
+	// system while the work files were written: a run on order-0 folios
+	// only does not test a large-folio series.
+	RequireLargeFolios bool `yaml:"require_large_folios"`
 }
 
 // WorkloadSpec sizes the guest workload.
@@ -578,6 +583,9 @@ func (c *Case) validate(root *yaml.Node, zeros []string) error {
 	}
 	if c.Filesystem.JournalData && !strings.Contains(c.Filesystem.MountOptions, "nodelalloc") {
 		bad("filesystem.journal_data", "per-inode data journaling only takes effect with mount option nodelalloc")
+	}
+	if c.Filesystem.RequireLargeFolios && !c.Filesystem.CheckBufferedIomap {
+		bad("filesystem.require_large_folios", "needs filesystem.check_buffered_iomap: true (its tracefs counters count the folios)")
 	}
 	if len(c.Variants) == 0 {
 		bad("variants", "at least one variant is needed")

@@ -99,6 +99,8 @@ func TestCaseErrorsNameFileLineAndField(t *testing.T) {
 			[]string{"variants.Bad Name", "lower case"}},
 		{"too big for scratch", strings.Replace(goodCase, "  mmap_writers: 1", "  mmap_writers: 1\n  blocks: 100000", 1),
 			[]string{"workload.blocks", "does not fit"}},
+		{"large folios without the iomap check", strings.Replace(goodCase, "  journal_data: true", "  journal_data: true\n  require_large_folios: true", 1),
+			[]string{"filesystem.require_large_folios", "check_buffered_iomap"}},
 		{"not yaml", "name: [", []string{"case.yaml", "line"}},
 	}
 	for _, tt := range tests {

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -133,6 +134,7 @@ func (c *Case) readLocal(path string, data []byte) error {
 // normalizeInput makes the paths in an input value absolute, relative to
 // base, with a leading ~ expanded: the value may be a patch path (FILE, FILE#N,
 // DIR, series) or a kernel source (dir:PATH, git:PATH@REF, debian:PKG).
+// b4:MSGID and lore:MSGID fetch the series with b4 am (b4.go) into an mbox.
 func normalizeInput(base, val string) (string, error) {
 	abs := func(p string) (string, error) {
 		if p == "~" || strings.HasPrefix(p, "~/") {
@@ -146,6 +148,9 @@ func normalizeInput(base, val string) (string, error) {
 			p = filepath.Join(base, p)
 		}
 		return p, nil
+	}
+	if mbox, ok, err := b4Input(context.Background(), val); ok {
+		return mbox, err
 	}
 	switch kind, rest, _ := strings.Cut(val, ":"); kind {
 	case "debian":

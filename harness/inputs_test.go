@@ -1,10 +1,12 @@
 package harness
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -42,15 +44,27 @@ func seriesMbox(t *testing.T, n int, subjects map[int]string) string {
 // RFC v4 (29/34 falls back). Each variant must be the series with exactly
 // the one patch swapped for ours, in its place.
 func TestIomapCaseStacks(t *testing.T) {
+	// edit is a variant that is the series with patch #at swapped for ours,
+	// then the extra patches of ours appended.
+	type edit struct {
+		variant, ours string
+		extra         []string
+	}
 	for _, tc := range []struct {
-		file, swapped, ours string
-		n, at               int
-		asPosted            string // the variant that is the series unchanged
+		file, swapped string
+		n, at         int
+		asPosted      string // the variant that is the series unchanged
+		edits         []edit
 	}{
-		{"../cases/ext4-iomap-defrag/case.yaml", "ext4: disable online defrag when inode using iomap buffered I/O path",
-			"0001-ext4-fall-back-to-buffer-heads-for-online-defrag.patch", 27, 22, "eopnotsupp"},
-		{"../cases/ext4-iomap-defrag/rfc-v4.yaml", "ext4: fall back to buffer_head path for defrag",
-			"0001-ext4-refuse-online-defrag-on-buffered-iomap-inodes.patch", 34, 29, "fallback"},
+		{"../cases/ext4-iomap-defrag/case.yaml", "ext4: disable online defrag when inode using iomap buffered I/O path", 27, 22, "eopnotsupp",
+			[]edit{
+				{"fallback-29of34", "0001-ext4-online-defrag-falls-back-as-rfc-v4-29-34.patch", nil},
+				{"fallback-unmap-order0", "0001-ext4-fall-back-to-buffer-heads-for-online-defrag.patch", nil},
+				{"probe", "0001-ext4-fall-back-to-buffer-heads-for-online-defrag.patch", []string{"0002-mm-readahead-probe-order-chosen-before-the-invalidate-lock.patch"}},
+				{"fallback-reclamp", "0001-ext4-fall-back-to-buffer-heads-for-online-defrag.patch", []string{"0002-mm-readahead-choose-the-order-again-under-the-invalidate-lock.patch"}},
+			}},
+		{"../cases/ext4-iomap-defrag/rfc-v4.yaml", "ext4: fall back to buffer_head path for defrag", 34, 29, "fallback",
+			[]edit{{"eopnotsupp", "0001-ext4-refuse-online-defrag-on-buffered-iomap-inodes.patch", nil}}},
 	} {
 		t.Run(filepath.Base(tc.file), func(t *testing.T) {
 			mbox := seriesMbox(t, tc.n, map[int]string{tc.at: tc.swapped})
@@ -64,10 +78,6 @@ func TestIomapCaseStacks(t *testing.T) {
 			if c.Baseline != "eopnotsupp" {
 				t.Errorf("baseline = %q", c.Baseline)
 			}
-			other := "fallback"
-			if tc.asPosted == "fallback" {
-				other = "eopnotsupp"
-			}
 			posted, err := c.PatchStack(tc.asPosted)
 			if err != nil {
 				t.Fatal(err)
@@ -75,28 +85,26 @@ func TestIomapCaseStacks(t *testing.T) {
 			if len(posted) != tc.n || posted[tc.at-1] != fmt.Sprintf("%s#%d", mbox, tc.at) {
 				t.Fatalf("%s: %d patches, #%d = %q; want the %d patches of the mbox", tc.asPosted, len(posted), tc.at, posted[min(tc.at, len(posted))-1], tc.n)
 			}
-			edited, err := c.PatchStack(other)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(edited) != tc.n {
-				t.Fatalf("%s: %d patches, want %d", other, len(edited), tc.n)
-			}
-			for i := range edited {
-				want := posted[i]
-				if i == tc.at-1 {
-					want = c.Path(tc.ours)
+			for _, e := range tc.edits {
+				edited, err := c.PatchStack(e.variant)
+				if err != nil {
+					t.Fatal(err)
 				}
-				if edited[i] != want {
-					t.Errorf("%s: patch %d = %s, want %s", other, i+1, edited[i], want)
+				want := append([]string{}, posted...)
+				want[tc.at-1] = c.Path(e.ours)
+				for _, x := range e.extra {
+					want = append(want, c.Path(x))
+				}
+				if !slices.Equal(edited, want) {
+					t.Errorf("%s: stack %v, want %v", e.variant, edited, want)
 				}
 			}
 			specs, err := c.KernelSpecs(nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(specs) != 2 || specs[0].Source.Kind != "debian" {
-				t.Errorf("specs = %+v: want two, from the tree input", specs)
+			if len(specs) != len(tc.edits)+1 || specs[0].Source.Kind != "debian" {
+				t.Errorf("specs = %+v: want %d, from the tree input", specs, len(tc.edits)+1)
 			}
 		})
 	}
@@ -123,7 +131,7 @@ func TestIomapCaseNeedsInputs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.PatchStack("fallback")
+	_, err = c.PatchStack("fallback-29of34")
 	if err == nil || !strings.Contains(err.Error(), "variants.eopnotsupp.patches.0") || !strings.Contains(err.Error(), `input "series" is not set`) {
 		t.Errorf("fallback stack without the series: %v", err)
 	}
@@ -280,12 +288,32 @@ func TestSeriesInputFromGitRange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stack, err := c.PatchStack("fallback")
+	stack, err := c.PatchStack("fallback-unmap-order0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"git:" + repo + "@base..HEAD#1", c.Path("0001-ext4-fall-back-to-buffer-heads-for-online-defrag.patch"), "git:" + repo + "@base..HEAD#3"}
 	if strings.Join(stack, " ") != strings.Join(want, " ") {
 		t.Errorf("fallback stack %v, want %v", stack, want)
+	}
+}
+
+// A missing input stops a run before any work: no results folder, no guest
+// binary, no image or kernel in the cache (a cold cache makes these minutes).
+func TestRunCaseChecksInputsFirst(t *testing.T) {
+	c, err := LoadCaseWith("../cases/ext4-iomap-defrag", map[string]string{"tree": "debian:linux-source-6.12"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, results := t.TempDir(), filepath.Join(t.TempDir(), "results")
+	_, err = RunCase(context.Background(), c, Options{CacheDir: cache, ResultsDir: results, Runs: 1})
+	if err == nil || !strings.Contains(err.Error(), `input "series" is not set`) {
+		t.Fatalf("err = %v, want the missing series input", err)
+	}
+	if _, err := os.Stat(results); !os.IsNotExist(err) {
+		t.Errorf("results folder made before the inputs were checked: %v", err)
+	}
+	if ents, _ := os.ReadDir(cache); len(ents) != 0 {
+		t.Errorf("cache touched before the inputs were checked: %v", ents)
 	}
 }

@@ -262,8 +262,9 @@ func (t iomapTrace) start(ctx context.Context, g *guest, rec *RunRecord) (string
 }
 
 // setupDone records the iomap events of setup and returns the setup reason
-// when there were none.
-func (t iomapTrace) setupDone(ctx context.Context, g *guest, rec *RunRecord, mountOptions string) (string, error) {
+// when there were none, or (requireLarge) when no folio above order 0 was
+// added.
+func (t iomapTrace) setupDone(ctx context.Context, g *guest, rec *RunRecord, mountOptions string, requireLarge bool) (string, error) {
 	out, err := g.sh(ctx, time.Minute, "", t.iomap.totalScript())
 	if err != nil {
 		return "", err
@@ -273,7 +274,35 @@ func (t iomapTrace) setupDone(ctx context.Context, g *guest, rec *RunRecord, mou
 		return "", fmt.Errorf("iomap trace: %w", err)
 	}
 	rec.BufferedIomap.Setup = c.Total
-	return rec.BufferedIomap.notInUse(mountOptions), nil
+	if reason := rec.BufferedIomap.notInUse(mountOptions); reason != "" || !requireLarge {
+		return reason, nil
+	}
+	var all, large int64
+	for _, ctr := range []eventCounter{t.folios, t.large} {
+		out, err := g.sh(ctx, time.Minute, "", ctr.totalScript())
+		if err != nil {
+			return "", err
+		}
+		n, err := parseTraceCounts(out)
+		if err != nil {
+			return "", fmt.Errorf("trace %s: %w", ctr.instance, err)
+		}
+		if ctr.instance == t.large.instance {
+			large = n.Total
+		} else {
+			all = n.Total
+		}
+	}
+	return largeFoliosNotInUse(rec.BufferedIomap.Dev, all, large), nil
+}
+
+// largeFoliosNotInUse is the setup reason when the work files were written
+// on order-0 folios only (e.g. a kernel without CONFIG_TRANSPARENT_HUGEPAGE).
+func largeFoliosNotInUse(dev string, all, large int64) string {
+	if large > 0 {
+		return ""
+	}
+	return fmt.Sprintf("large folios not in use: %d page-cache folios added on dev %s while the work files were written and fsynced, none above order 0 (filesystem.require_large_folios; 6.12 needs CONFIG_TRANSPARENT_HUGEPAGE)", all, dev)
 }
 
 // stop records the workload's iomap events and the folios, and removes the

@@ -106,7 +106,7 @@ func TestIomapTracerCounts(t *testing.T) {
 			wholeErr = err
 			return nil
 		}
-		reason, err := trace.setupDone(ctx, g, whole, "defaults")
+		reason, err := trace.setupDone(ctx, g, whole, "defaults", true)
 		if err == nil && reason == "" {
 			err = fmt.Errorf("setupDone found buffered iomap in use on stock ext4")
 		}

@@ -101,3 +101,12 @@ func TestTraceScripts(t *testing.T) {
 		}
 	}
 }
+
+func TestLargeFoliosNotInUse(t *testing.T) {
+	if r := largeFoliosNotInUse("254:32", 300, 0); !strings.Contains(r, "large folios not in use: 300 page-cache folios added on dev 254:32") || !strings.Contains(r, "CONFIG_TRANSPARENT_HUGEPAGE") {
+		t.Errorf("no large folios: %q", r)
+	}
+	if r := largeFoliosNotInUse("254:32", 300, 5); r != "" {
+		t.Errorf("with large folios: %q", r)
+	}
+}

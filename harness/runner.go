@@ -464,7 +464,7 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, e
 		return reason, err
 	}
 	if fs.CheckBufferedIomap {
-		if reason, err := trace.setupDone(ctx, g, rec, mountOpts(fs.MountOptions)); err != nil || reason != "" {
+		if reason, err := trace.setupDone(ctx, g, rec, mountOpts(fs.MountOptions), fs.RequireLargeFolios); err != nil || reason != "" {
 			return reason, err
 		}
 	}

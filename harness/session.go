@@ -215,6 +215,12 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Inputs and patch stacks first: a missing --input must not wait for
+	// the guest image (minutes on a cold cache) or leave a results folder.
+	specs, err := c.KernelSpecs(names)
+	if err != nil {
+		return nil, err
+	}
 	if opt.Jobs < 1 {
 		opt.Jobs = DefaultJobs(c.VM.MemoryMB)
 	}
@@ -284,10 +290,6 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	}
 	defer waitImage() // never leave debootstrap running behind us
 
-	specs, err := c.KernelSpecs(names)
-	if err != nil {
-		return nil, err
-	}
 	kb := &kernel.Builder{CacheDir: opt.CacheDir, Progress: opt.Progress}
 	byName := map[string]int{}
 	for i, n := range names {

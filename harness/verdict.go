@@ -100,7 +100,15 @@ func Judge(rec *RunRecord, st RunStatus, exp Expectation) {
 		return
 	}
 	set(Pass)
+	if rec.BufferedIomap.OnlyOrderZero() {
+		// Still a pass, but not a plain one: the report shows why.
+		rec.Reasons = append(rec.Reasons, OrderZeroOnly)
+	}
 }
+
+// OrderZeroOnly is the reason a pass carries when the run added page-cache
+// folios but none above order 0: large folios were not exercised.
+const OrderZeroOnly = "only order-0 folios: large folios not exercised"
 
 // checkExpectation lists every expectation the run broke.
 func checkExpectation(rec *RunRecord, exp Expectation) []string {

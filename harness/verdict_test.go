@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -114,5 +115,20 @@ func TestJudgeFilesMoved(t *testing.T) {
 	Judge(r, RunStatus{}, exp)
 	if r.Outcome != Pass {
 		t.Fatalf("outcome %s %v", r.Outcome, r.Reasons)
+	}
+}
+
+// A pass on order-0 folios only is marked: the verdict carries the reason.
+func TestJudgeMarksOrderZeroOnlyPass(t *testing.T) {
+	r := stockRun()
+	r.BufferedIomap = &IomapActivity{Setup: 10, Folios: 400}
+	Judge(r, RunStatus{}, Expectation{})
+	if r.Outcome != Pass || !slices.Contains(r.Reasons, OrderZeroOnly) {
+		t.Fatalf("order 0 only: outcome %s %v", r.Outcome, r.Reasons)
+	}
+	r.BufferedIomap.LargeFolios = 12
+	Judge(r, RunStatus{}, Expectation{})
+	if r.Outcome != Pass || len(r.Reasons) != 0 {
+		t.Fatalf("with large folios: outcome %s %v", r.Outcome, r.Reasons)
 	}
 }

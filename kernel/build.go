@@ -316,6 +316,7 @@ func (b *Builder) preparePristine(ctx context.Context, log *stepLog, src Source,
 
 // configure writes out/.config: tinyconfig, the fragments merged with the
 // kernel's own merge_config.sh, olddefconfig, then a check of every symbol.
+// Fragments are applied in order and a later one overrides an earlier one.
 func (b *Builder) configure(ctx context.Context, log *stepLog, tree, logPath string, fragments []string) error {
 	var reqs []configRequest
 	for _, f := range fragments {
@@ -344,7 +345,7 @@ func (b *Builder) configure(ctx context.Context, log *stepLog, tree, logPath str
 	if err != nil {
 		return err
 	}
-	return verifyConfig(reqs, final)
+	return verifyConfig(laterWins(reqs), final)
 }
 
 // variantTree makes the copy-on-write tree of a variant (see tree.go) and

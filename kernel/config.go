@@ -66,6 +66,23 @@ func parseDotConfig(data []byte) map[string]string {
 	return vals
 }
 
+// laterWins keeps, for each symbol, only the request of the last fragment
+// (and last line) naming it: merge_config.sh lets a later fragment override an
+// earlier one, so the check must hold the value that was merged, not all of them.
+func laterWins(reqs []configRequest) []configRequest {
+	last := map[string]int{}
+	for i, r := range reqs {
+		last[r.Symbol] = i
+	}
+	var out []configRequest
+	for i, r := range reqs {
+		if last[r.Symbol] == i {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // verifyConfig checks that every requested symbol has the requested value in
 // the final .config. olddefconfig silently drops symbols whose dependencies
 // are missing; for this tool the worst outcome is lockdep silently off.

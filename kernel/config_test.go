@@ -51,3 +51,38 @@ func TestShippedFragmentsParse(t *testing.T) {
 		}
 	}
 }
+
+// A later fragment overrides an earlier one (as merge_config.sh merges them):
+// the check holds the last value asked for and blames the fragment that asked.
+func TestLaterFragmentOverridesEarlier(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base.config")
+	noTHP := filepath.Join(dir, "no-thp.config")
+	os.WriteFile(base, []byte("CONFIG_TRANSPARENT_HUGEPAGE=y\nCONFIG_EXT4_FS=y\n"), 0o644)
+	os.WriteFile(noTHP, []byte("# drop large folios\n# CONFIG_TRANSPARENT_HUGEPAGE is not set\n"), 0o644)
+	var reqs []configRequest
+	for _, f := range []string{base, noTHP} {
+		r, err := parseFragment(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, r...)
+	}
+	merged := laterWins(reqs)
+	if len(merged) != 2 {
+		t.Fatalf("merged = %+v, want 2 requests", merged)
+	}
+	final := []byte("# CONFIG_TRANSPARENT_HUGEPAGE is not set\nCONFIG_EXT4_FS=y\n")
+	if err := verifyConfig(merged, final); err != nil {
+		t.Fatalf("override rejected: %v", err)
+	}
+	if err := verifyConfig(reqs, final); err == nil {
+		t.Fatal("unmerged requests passed: the test does not exercise the override")
+	}
+	// The order matters: the other way round, THP=y is the last word.
+	merged = laterWins(append(append([]configRequest{}, reqs[2:]...), reqs[:2]...))
+	err := verifyConfig(merged, final)
+	if err == nil || !strings.Contains(err.Error(), "base.config:1: CONFIG_TRANSPARENT_HUGEPAGE=y requested") {
+		t.Fatalf("err = %v, want base.config:1 blamed", err)
+	}
+}

@@ -199,8 +199,14 @@ func TestIomapRow(t *testing.T) {
 	s.Variants[1].Runs[0].BufferedIomap = &harness.IomapActivity{Setup: 40, Workload: 1000, Folios: 300, LargeFolios: 20}
 	s.Variants[1].Runs[1].BufferedIomap = &harness.IomapActivity{Setup: 2, Workload: 5, Folios: 10}
 	md := Markdown(s)
-	if !strings.Contains(md, "| buffered iomap events setup/workload; folios above order 0 | - | 42 / 1005; 20 of 310 |") {
+	if !strings.Contains(md, "| buffered iomap events setup/workload; folios above order 0 | - | 42 / 1005; 20 of 310 (1 of 2 runs only order-0 folios: large folios not exercised) |") {
 		t.Errorf("iomap row missing or wrong:\n%s", md)
+	}
+	// The verdict's mark on a pass reaches the report's run list.
+	r := s.Variants[1].Runs[1]
+	r.Outcome, r.Reasons = harness.Pass, []string{harness.OrderZeroOnly}
+	if md := Markdown(s); !strings.Contains(md, "pass: "+harness.OrderZeroOnly) {
+		t.Errorf("marked pass not listed:\n%s", md)
 	}
 }
 

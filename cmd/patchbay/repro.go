@@ -17,6 +17,9 @@ import (
 	"patchbay/safefile"
 )
 
+// seedNote says what a seed reproduces and what it does not.
+const seedNote = "a seed pins the workload (files, sizes, offsets, the order of each thread's operations), not the interleaving of the guest's threads: a race can crash under one seed in one session and pass under it in the next (host load changes the timing); judge a race over several runs (run --runs N), not one"
+
 func newReproCommand() *cobra.Command {
 	var (
 		opt      harness.Options
@@ -32,6 +35,8 @@ and warns when its key differs from the recorded one (the source, patches,
 fragments or compiler changed), then runs that single (variant, index, seed)
 into a new results directory and prints where. The VM sizes, kernel command
 line and expectations come from the case file as it is now.
+
+` + seedNote + `
 
 Exit status as for run: 0 when the run met its expectations, 1 when it failed,
 crashed or hung, 2 when the harness or the host failed.`,
@@ -56,6 +61,7 @@ crashed or hung, 2 when the harness or the host failed.`,
 				opt.ExpectKernel = map[string]string{rec.Variant: rec.Kernel}
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "repro: %s %s#%d seed %d (was %s)\n", c.Name, rec.Variant, rec.Index, rec.Seed, rec.Outcome)
+			fmt.Fprintf(cmd.ErrOrStderr(), "repro: %s\n", seedNote)
 			sum, err := harness.RunCase(cmd.Context(), c, opt)
 			if sum == nil {
 				return err
@@ -74,6 +80,9 @@ crashed or hung, 2 when the harness or the host failed.`,
 				for _, r := range v.Runs {
 					fmt.Fprintf(w, "\n%s#%d seed %d: %s now, %s when recorded\nresults: %s\n",
 						r.Variant, r.Index, r.Seed, r.Outcome, rec.Outcome, filepath.Join(sum.Dir, r.Dir))
+					if r.Outcome != rec.Outcome {
+						fmt.Fprintf(w, "note: %s\n", seedNote)
+					}
 				}
 			}
 			if err != nil {

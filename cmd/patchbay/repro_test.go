@@ -50,3 +50,13 @@ func TestLoadRepro(t *testing.T) {
 		t.Errorf("repro without summary.json: %v", err)
 	}
 }
+
+// repro's help says what a seed pins and what it does not.
+func TestReproSaysSeedPinsWorkloadNotInterleaving(t *testing.T) {
+	long := newReproCommand().Long
+	for _, want := range []string{"a seed pins the workload", "not the interleaving"} {
+		if !strings.Contains(long, want) {
+			t.Errorf("repro help lacks %q:\n%s", want, long)
+		}
+	}
+}
