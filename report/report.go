@@ -114,6 +114,12 @@ func tableRows(s *harness.Summary) []row {
 	if s.Workload.Defrag.Tool == harness.DefragE4defrag {
 		rows = slices.Insert(rows, at, row{"e4defrag outcomes (as it printed them)", only(e4defragCell)})
 	}
+	if s.Workload.PowerCut != nil {
+		// What a power cut run checks instead of the three live passes.
+		pc := row{"power cut: acknowledged syncs; bad blocks after replay (misplaced); journal recovered", only(powerCutCell)}
+		at := slices.IndexFunc(rows, func(r row) bool { return r.name == "e2fsck" })
+		rows = slices.Insert(rows, at, pc)
+	}
 	if tracedIomap(s) {
 		// Evidence that the runs used the buffered iomap path at all.
 		iomap := row{"buffered iomap events setup/workload; folios above order 0", only(iomapCell)}
@@ -465,6 +471,40 @@ func badCell(v *harness.VariantSummary) string {
 		}
 	}
 	return strings.Join(parts, "/")
+}
+
+// powerCutCell sums, over the variant's power-cut runs that reached the
+// replay, the syncs acknowledged before the cut and the bad blocks of the
+// replay pass (with those holding another block's data), and counts the
+// runs whose mount replayed the journal.
+func powerCutCell(v *harness.VariantSummary) string {
+	var runs, recovered int
+	var acks, bad, misplaced int64
+	for _, r := range v.Runs {
+		if r.PowerCut == nil {
+			continue
+		}
+		replayed := false
+		for _, p := range r.Verify {
+			if p.Phase == "replay" {
+				replayed = true
+				bad += p.BadTotal
+				misplaced += p.Counts["misplaced"]
+			}
+		}
+		if !replayed {
+			continue
+		}
+		runs++
+		acks += int64(r.PowerCut.AckRecords)
+		if r.PowerCut.JournalRecovered {
+			recovered++
+		}
+	}
+	if runs == 0 {
+		return unknown
+	}
+	return fmt.Sprintf("%d; %d (%d); %d of %d runs", acks, bad, misplaced, recovered, runs)
 }
 
 func fsckCell(v *harness.VariantSummary) string {

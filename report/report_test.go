@@ -243,3 +243,22 @@ func TestRateAndE4defragRows(t *testing.T) {
 		t.Errorf("other move errors %d: e4defrag's classes must not count", other)
 	}
 }
+
+// A power-cut session's table says what the replay found, not three
+// unknown live passes only.
+func TestMarkdownPowerCutRow(t *testing.T) {
+	s := sample()
+	s.Workload.PowerCut = &harness.PowerCutSpec{}
+	cut := func(acks uint64, bad, misplaced int64, recovered bool) *harness.RunRecord {
+		return &harness.RunRecord{Outcome: harness.Pass,
+			PowerCut: &harness.PowerCutResult{AckRecords: acks, JournalRecovered: recovered},
+			Verify:   []harness.VerifyResult{{Phase: "replay", BadTotal: bad, Counts: map[string]int64{"misplaced": misplaced}}}}
+	}
+	s.Variants[0].Runs = []*harness.RunRecord{cut(100, 0, 0, true), cut(50, 0, 0, true)}
+	s.Variants[1].Runs = []*harness.RunRecord{cut(70, 20, 10, true), {Outcome: harness.Crash, PowerCut: &harness.PowerCutResult{}}}
+	md := Markdown(s)
+	want := "| power cut: acknowledged syncs; bad blocks after replay (misplaced); journal recovered | 150; 0 (0); 2 of 2 runs | 70; 20 (10); 1 of 1 runs |"
+	if !strings.Contains(md, want) {
+		t.Errorf("no power-cut row %q in\n%s", want, md)
+	}
+}
