@@ -10,19 +10,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// requireExt4 skips tests that need ext4-only ioctls on the host's temp dir.
-func requireExt4(t *testing.T, dir string) {
-	t.Helper()
-	ok, err := IsExt4(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !ok {
-		t.Skipf("temp dir %s is not ext4: FS_JOURNAL_DATA_FL and EXT4_IOC_MOVE_EXT need ext4 (point TMPDIR at an ext4 directory to run this)", dir)
-	}
-}
+	"patchbay/guest/internal/ext4test"
+)
 
 func verifyAllOK(t *testing.T, l Layout, exp [][]int64) {
 	t.Helper()
@@ -54,8 +44,7 @@ func TestDefragRejectsForeignDonorDir(t *testing.T) {
 }
 
 func TestDefragMovesExtents(t *testing.T) {
-	l := testLayout(t, 1)
-	requireExt4(t, l.Dir)
+	l := ext4Layout(t, 1, "")
 	if _, err := Prepare(l, false); err != nil {
 		t.Fatal(err)
 	}
@@ -77,8 +66,7 @@ func TestDefragMovesExtents(t *testing.T) {
 }
 
 func TestDefragJournalData(t *testing.T) {
-	l := testLayout(t, 1)
-	requireExt4(t, l.Dir)
+	l := ext4Layout(t, 1, "")
 	if _, err := Prepare(l, true); err != nil {
 		if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EOPNOTSUPP) {
 			t.Skipf("cannot set FS_JOURNAL_DATA_FL here (needs CAP_SYS_RESOURCE on ext4): %v", err)
@@ -139,8 +127,7 @@ func runBeside(t *testing.T, l Layout, pwriteSync func(*WriteConfig), cfg Defrag
 }
 
 func TestDefragConcurrentWithWriters(t *testing.T) {
-	l := testLayout(t, 2)
-	requireExt4(t, l.Dir)
+	l := ext4Layout(t, 2, "")
 	if _, err := Prepare(l, false); err != nil {
 		t.Fatal(err)
 	}
@@ -237,8 +224,7 @@ func TestDefragRejectsUnknownDonor(t *testing.T) {
 // TestSharedDonorRefalloc punches a hole into the shared donor and checks
 // that the next attempt on that range finds it and fallocates again.
 func TestSharedDonorRefalloc(t *testing.T) {
-	l := testLayout(t, 1)
-	requireExt4(t, l.Dir)
+	l := ext4Layout(t, 1, "")
 	if _, err := Prepare(l, false); err != nil {
 		t.Fatal(err)
 	}
@@ -289,8 +275,7 @@ func TestSharedDonorRefalloc(t *testing.T) {
 // TestAllocatedBytes checks the FIEMAP walk against fallocate, punched
 // holes, written data and ranges straddling extents.
 func TestAllocatedBytes(t *testing.T) {
-	dir := t.TempDir()
-	requireExt4(t, dir)
+	dir := ext4test.Mount(t, "")
 	fd, err := unix.Open(filepath.Join(dir, "f"), unix.O_CREAT|unix.O_RDWR, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -331,8 +316,7 @@ func TestAllocatedBytes(t *testing.T) {
 // With --evict-one-in the worker drops the range's cached pages before
 // moving, so moves read uncached blocks; the data must still verify.
 func TestDefragEvictsBeforeMoving(t *testing.T) {
-	l := testLayout(t, 1)
-	requireExt4(t, l.Dir)
+	l := ext4Layout(t, 1, "")
 	if _, err := Prepare(l, false); err != nil {
 		t.Fatal(err)
 	}
@@ -381,8 +365,7 @@ func TestEpochs(t *testing.T) {
 // With epochs the writers and the defrag worker move on to fresh files in
 // turn: every file is written and moved, and the data still verifies.
 func TestWriteAndDefragByEpochs(t *testing.T) {
-	l := testLayout(t, 1)
-	requireExt4(t, l.Dir)
+	l := ext4Layout(t, 1, "")
 	if _, err := Prepare(l, false); err != nil {
 		t.Fatal(err)
 	}
