@@ -120,7 +120,9 @@ func (b *Builder) Ensure(ctx context.Context, r Recipe) (*Image, error) {
 	if err := os.RemoveAll(tmp); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
+	// 0700: the image holds the guest's SSH host key, the directory the
+	// private key that logs in as root.
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(tmp)
@@ -141,6 +143,9 @@ func (b *Builder) Ensure(ctx context.Context, r Recipe) (*Image, error) {
 	}
 	if err := os.RemoveAll(rootfs); err != nil {
 		return nil, err
+	}
+	if err := secure(tmp); err != nil {
+		return nil, fmt.Errorf("guest image: %w", err)
 	}
 	im := &Image{Key: key, HostKey: hostPub, Recipe: r}
 	data, err := json.MarshalIndent(im, "", "  ")
@@ -187,7 +192,32 @@ func load(dir string) (*Image, error) {
 			return nil, err
 		}
 	}
+	// Images cached before the modes were tightened were world-readable.
+	if err := secure(dir); err != nil {
+		return nil, err
+	}
 	return &im, nil
+}
+
+// Modes of a built image: its directory, the ext4 image (it holds the host
+// key patchbay pins) and the root login key are readable by the owner only.
+const (
+	dirMode    os.FileMode = 0o700
+	secretMode os.FileMode = 0o600
+)
+
+// secure sets those modes on an image directory (umask and mkfs.ext4
+// decide them otherwise).
+func secure(dir string) error {
+	if err := os.Chmod(dir, dirMode); err != nil {
+		return err
+	}
+	for _, name := range []string{"root.img", "id_ed25519"} {
+		if err := os.Chmod(filepath.Join(dir, name), secretMode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // key changes with the recipe and with the init script and configuration
@@ -219,7 +249,11 @@ func customize(rootfs, outDir string) (string, error) {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
-		return os.WriteFile(p, []byte(content), mode)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			return err
+		}
+		// WriteFile keeps the mode of a file that exists and obeys umask.
+		return os.Chmod(p, mode)
 	}
 	hostPub, hostPEM, err := newKey("patchbay-guest")
 	if err != nil {
@@ -267,7 +301,10 @@ func customize(rootfs, outDir string) (string, error) {
 			os.RemoveAll(filepath.Join(p, e.Name()))
 		}
 	}
-	if err := os.WriteFile(filepath.Join(outDir, "id_ed25519"), []byte(userPEM), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(outDir, "id_ed25519"), []byte(userPEM), secretMode); err != nil {
+		return "", err
+	}
+	if err := os.Chmod(filepath.Join(outDir, "id_ed25519"), secretMode); err != nil {
 		return "", err
 	}
 	return strings.TrimSpace(hostPub), nil
