@@ -136,6 +136,7 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 	}
 	defer func() {
 		rec.QMPEvents = m.Events()
+		rec.ConsoleDropped = m.ConsoleDropped()
 		if r.Keep && ctx.Err() == nil {
 			kept = m // the caller closes it after the user is done
 		} else {
