@@ -224,7 +224,7 @@ func (q *qmpClient) run(ctx context.Context, command string, args any) (json.Raw
 		delete(q.pending, id)
 		q.mu.Unlock()
 	}
-	if err := q.send(ctx, command, args, &id); err != nil {
+	if err := q.send(ctx, command, args, id); err != nil {
 		forget()
 		return nil, err
 	}
@@ -240,13 +240,23 @@ func (q *qmpClient) run(ctx context.Context, command string, args any) (json.Raw
 	}
 }
 
-// send writes a command without waiting for its reply (id nil: none
-// expected, e.g. quit, whose reply races with QEMU's exit).
-func (q *qmpClient) send(ctx context.Context, command string, args any, id *uint64) error {
+// fire sends a command and does not wait for its reply (quit: the reply
+// races with QEMU's exit). The reply, if any, has an id nobody waits for
+// and is dropped.
+func (q *qmpClient) fire(command string) error {
+	q.mu.Lock()
+	id := q.nextID
+	q.nextID++
+	q.mu.Unlock()
+	return q.send(context.Background(), command, nil, id)
+}
+
+// send writes one command with its id.
+func (q *qmpClient) send(ctx context.Context, command string, args any, id uint64) error {
 	msg, err := json.Marshal(struct {
-		Execute   string  `json:"execute"`
-		Arguments any     `json:"arguments,omitempty"`
-		ID        *uint64 `json:"id,omitempty"`
+		Execute   string `json:"execute"`
+		Arguments any    `json:"arguments,omitempty"`
+		ID        uint64 `json:"id"`
 	}{command, args, id})
 	if err != nil {
 		return fmt.Errorf("QMP %s: %w", command, err)

@@ -551,7 +551,7 @@ func (m *Machine) Close() error {
 	default:
 		grace := 3 * time.Second
 		// Ask QEMU to quit; the reply may never come if QEMU dies first.
-		if m.qmp == nil || m.qmp.send(context.Background(), "quit", nil, nil) != nil {
+		if m.qmp == nil || m.qmp.fire("quit") != nil {
 			grace = 0 // no QMP to ask: kill at once
 		}
 		select {
