@@ -138,7 +138,7 @@ func TestWaitReadyQEMUGone(t *testing.T) {
 		want error
 	}{
 		{"exited", func(m *Machine) { close(m.exited) }, ErrExited},
-		{"panicked", func(m *Machine) { m.handleEvent(qmpEvent{Event: "GUEST_PANICKED"}) }, ErrPanicked},
+		{"panicked", func(m *Machine) { m.handleEvent("GUEST_PANICKED", nil) }, ErrPanicked},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m := sshMachine(t, listen(t, func(net.Conn) {}))

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/digitalocean/go-qemu/qmp"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -58,11 +59,12 @@ type Machine struct {
 	cmd     *exec.Cmd
 	port    int
 	sockDir string
-	qmp     *qmpClient
+	mon     *qmp.SocketMonitor
 	console *consoleLog
 	// qmpTimeout bounds each QMP command: a stopped or wedged QEMU never
 	// answers.
 	qmpTimeout time.Duration
+	qmpDone    chan struct{} // closed when go-qemu's event channel closes
 
 	exited  chan struct{}
 	waitErr error
@@ -74,12 +76,15 @@ type Machine struct {
 	ioError    bool
 	guestReset bool
 	shutdown   string // SHUTDOWN's reason
+	qmpUp      bool   // the handshake is done: qmpDone will close
+	qmpSeq     uint64 // the last command id
+	qmpBroken  error  // why no command may be sent any more
 	client     *ssh.Client
 	closed     bool
 }
 
 func newMachine(cfg Config) *Machine {
-	return &Machine{cfg: cfg, qmpTimeout: 5 * time.Second, exited: make(chan struct{}), halted: make(chan struct{})}
+	return &Machine{cfg: cfg, qmpTimeout: 5 * time.Second, qmpDone: make(chan struct{}), exited: make(chan struct{}), halted: make(chan struct{})}
 }
 
 // baseCmdline is what every guest needs: serial console, the image's root and
@@ -168,6 +173,17 @@ func start(ctx context.Context, cfg Config) (*Machine, error) {
 		err := cmd.Wait()
 		<-copied
 		qlog.Close()
+		// QEMU's last events (SHUTDOWN and its reason) are on their way:
+		// record them before saying it exited.
+		m.mu.Lock()
+		up := m.qmpUp
+		m.mu.Unlock()
+		if up {
+			select {
+			case <-m.qmpDone:
+			case <-time.After(2 * time.Second):
+			}
+		}
 		m.waitErr = err
 		close(m.exited)
 	}()
@@ -221,70 +237,16 @@ func qemuArgs(cfg Config, port int, sock string) []string {
 // where a comma ends the value unless doubled.
 func optValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
-// connectQMP waits for QEMU's QMP socket, does the handshake (which must
-// finish within 10 s and ctx) and starts handling events.
-func (m *Machine) connectQMP(ctx context.Context, sock string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		conn, err := net.DialTimeout("unix", sock, 2*time.Second)
-		if err == nil {
-			q, err := qmpHandshake(ctx, conn, 10*time.Second, m.handleEvent)
-			if err != nil {
-				return err
-			}
-			m.qmp = q
-			return nil
-		}
-		select {
-		case <-m.exited:
-			return fmt.Errorf("qemu exited before QMP was up: %v", m.waitErr)
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for QMP socket: %w", ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no QMP socket after 30s: %v", err)
-		}
-	}
-}
-
-// handleEvent records one QMP event.
-func (m *Machine) handleEvent(ev qmpEvent) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.events = append(m.events, ev.Event)
-	switch ev.Event {
-	case "BLOCK_IO_ERROR":
-		m.ioError = true
-	case "SHUTDOWN":
-		// With -no-reboot a guest reset ends QEMU; SHUTDOWN says why.
-		m.shutdown, _ = ev.Data["reason"].(string)
-		if ev.Data["guest"] == true && m.shutdown == "guest-reset" {
-			m.guestReset = true
-		}
-	case "GUEST_PANICKED":
-		if !m.panicked {
-			m.panicked = true
-			close(m.halted)
-		}
-	}
-}
-
 // Status asks QMP for the run state ("running", "paused", "guest-panicked", ...).
 // A QEMU that is stopped (SIGSTOP) or wedged never answers: give up after
 // a few seconds and say so.
 func (m *Machine) Status() (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), m.qmpTimeout)
-	defer cancel()
-	raw, err := m.qmp.run(ctx, "query-status", nil)
+	raw, err := m.runQMP(context.Background(), "query-status", nil)
 	if err != nil {
 		select {
 		case <-m.exited:
 			return "", ErrExited
 		default:
-		}
-		if ctx.Err() != nil {
-			return "", fmt.Errorf("QMP query-status: no answer in %s (QEMU stopped or wedged)", m.qmpTimeout)
 		}
 		return "", err
 	}
@@ -550,8 +512,14 @@ func (m *Machine) Close() error {
 	case <-m.exited:
 	default:
 		grace := 3 * time.Second
-		// Ask QEMU to quit; the reply may never come if QEMU dies first.
-		if m.qmp == nil || m.qmp.fire("quit") != nil {
+		m.mu.Lock()
+		usable := m.qmpUp && m.qmpBroken == nil
+		m.mu.Unlock()
+		if usable {
+			// Ask QEMU to quit; the reply may never come if QEMU dies
+			// first, so do not wait on it.
+			go m.runQMP(context.Background(), "quit", nil)
+		} else {
 			grace = 0 // no QMP to ask: kill at once
 		}
 		select {
@@ -561,9 +529,7 @@ func (m *Machine) Close() error {
 			<-m.exited
 		}
 	}
-	if m.qmp != nil {
-		m.qmp.close()
-	}
+	m.closeQMP()
 	m.console.close()
 	os.RemoveAll(m.sockDir)
 	return nil
