@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"syscall"
 	"time"
@@ -27,11 +28,18 @@ import (
 //     or Disconnect. Hence: after an abandoned command no command is sent
 //     again (runQMP fails at once), and a reply not carrying our id breaks
 //     the monitor too.
+//   - Its reader hands a reply over in its scanner's buffer without a
+//     copy, and its next read reuses that buffer: a reply of a few KiB, or
+//     a burst of messages while Run decodes, can overwrite the reply (the
+//     race detector flags query-block). Our commands' replies are short,
+//     and a damaged one mostly fails to decode or to carry our id, which is
+//     reported. A message over 64 KiB ends its reader.
 //   - Connect decodes the greeting with a json.Decoder, which buffers
 //     without bound until the handshake deadline, and which may read past
 //     the capabilities reply: events QEMU sends in that same read are lost.
-//     QEMU sends none before it is asked for anything, so in practice a
-//     boot loses nothing; the fake-peer tests wait for a command first.
+//     The window is the moment between QEMU's reply and our read of it,
+//     just after QEMU started, when a guest has nothing to report yet; the
+//     fake-peer tests wait for a command before sending events.
 //   - Disconnect during a Connect that completes at that very moment reads
 //     the monitor's reply channel unsynchronized (go-qemu takes no lock);
 //     the window is the instant the handshake deadline expires.
@@ -188,7 +196,11 @@ func (m *Machine) runQMP(ctx context.Context, command string, args any) (json.Ra
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			if m.qmpEnded() {
+			// A closed reply channel reads as an empty reply; a closed
+			// socket fails the write. QEMU's own errors are neither.
+			var syntax *json.SyntaxError
+			var op *net.OpError
+			if (errors.As(r.err, &syntax) || errors.As(r.err, &op)) && m.qmpEnded() {
 				return nil, fmt.Errorf("QMP %s: the monitor connection has ended (%v)", command, r.err)
 			}
 			return nil, fmt.Errorf("QMP %s: %w", command, r.err)
