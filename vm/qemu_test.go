@@ -207,3 +207,27 @@ func TestQEMUStartFailureReaps(t *testing.T) {
 		t.Errorf("processes left with %s in their command line: %v", dir, pids)
 	}
 }
+
+// TestQEMUExitedAfterShutdown: by the time Exited is closed, QEMU's last
+// event (SHUTDOWN and its reason) is recorded: the harness reads
+// GuestReset right after Exited.
+func TestQEMUExitedAfterShutdown(t *testing.T) {
+	requireQEMU(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := Start(ctx, pausedConfig(t, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := m.Pid()
+	defer func() {
+		m.Close()
+		reaped(t, pid)
+	}()
+	// The reply races with QEMU's exit: either outcome is fine.
+	go m.runQMP(ctx, "quit", nil)
+	within(t, 10*time.Second, "Exited", func() { <-m.Exited() })
+	if got := m.ShutdownReason(); got != "host-qmp-quit" {
+		t.Errorf("shutdown reason %q when Exited closed (events %v), want host-qmp-quit", got, m.Events())
+	}
+}
