@@ -48,6 +48,8 @@ type RunRecord struct {
 	Reasons      []string `json:"reasons"`
 	Dir          string   `json:"dir"` // relative to the results directory
 	QMPEvents    []string `json:"qmp_events,omitempty"`
+	// Bytes of serial console dropped past the capture cap (0: complete).
+	ConsoleDropped int64 `json:"console_dropped_bytes,omitempty"`
 
 	JournalDataFiles int              `json:"journal_data_files"`
 	BufferedIomap    *IomapActivity   `json:"buffered_iomap,omitempty"` // with filesystem.check_buffered_iomap

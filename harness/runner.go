@@ -146,6 +146,8 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 	}
 	defer func() {
 		rec.QMPEvents = m.Events()
+		rec.ConsoleDropped = m.ConsoleDropped()
+		rec.ConsoleTruncated = rec.ConsoleDropped > 0
 		if r.Keep && ctx.Err() == nil {
 			kept = m // the caller closes it after the user is done
 		} else {

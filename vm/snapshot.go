@@ -75,47 +75,6 @@ func CreateOverlay(ctx context.Context, backing, backingFmt, path string) error 
 	return nil
 }
 
-// qmp runs one QMP command with a deadline. QEMU that exits or stops
-// answering ends the wait.
-func (m *Machine) qmp(ctx context.Context, execute string, args any) (json.RawMessage, error) {
-	req := map[string]any{"execute": execute}
-	if args != nil {
-		req["arguments"] = args
-	}
-	raw, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	type reply struct {
-		raw []byte
-		err error
-	}
-	ch := make(chan reply, 1)
-	go func() {
-		out, err := m.mon.Run(raw)
-		ch <- reply{out, err}
-	}()
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return nil, fmt.Errorf("QMP %s: %w", execute, r.err)
-		}
-		var resp struct {
-			Return json.RawMessage `json:"return"`
-		}
-		if err := json.Unmarshal(r.raw, &resp); err != nil {
-			return nil, fmt.Errorf("QMP %s reply: %w", execute, err)
-		}
-		return resp.Return, nil
-	case <-m.exited:
-		return nil, fmt.Errorf("QMP %s: %w (%v)", execute, ErrExited, m.waitErr)
-	case <-ctx.Done():
-		return nil, fmt.Errorf("QMP %s: %w", execute, ctx.Err())
-	}
-}
-
 // Disconnect closes the SSH connection (sessions end with it). WaitReady
 // connects again.
 func (m *Machine) Disconnect() {
@@ -151,23 +110,23 @@ func (m *Machine) Freeze(ctx context.Context, file, newTop string) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if _, err := m.qmp(ctx, "stop", nil); err != nil {
+	if _, err := m.runQMP(ctx, "stop", nil); err != nil {
 		return err
 	}
 	if newTop != "" {
 		// Drains and flushes the root first: the old overlay is complete.
-		if _, err := m.qmp(ctx, "blockdev-snapshot-sync", map[string]any{
+		if _, err := m.runQMP(ctx, "blockdev-snapshot-sync", map[string]any{
 			"device": "root", "snapshot-file": newTop, "format": "qcow2"}); err != nil {
 			return fmt.Errorf("%w: %v", ErrNoSnapshot, err)
 		}
 	}
-	if _, err := m.qmp(ctx, "migrate", map[string]any{"uri": "exec:cat > '" + file + "'"}); err != nil {
+	if _, err := m.runQMP(ctx, "migrate", map[string]any{"uri": "exec:cat > '" + file + "'"}); err != nil {
 		return fmt.Errorf("%w: %v", ErrNoSnapshot, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	for {
-		raw, err := m.qmp(ctx, "query-migrate", nil)
+		raw, err := m.runQMP(ctx, "query-migrate", nil)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrNoSnapshot, err)
 		}
@@ -194,7 +153,7 @@ func (m *Machine) Freeze(ctx context.Context, file, newTop string) error {
 
 // Continue resumes a paused VM (after Freeze, or after Resume's load).
 func (m *Machine) Continue(ctx context.Context) error {
-	_, err := m.qmp(ctx, "cont", nil)
+	_, err := m.runQMP(ctx, "cont", nil)
 	return err
 }
 
@@ -208,7 +167,7 @@ func (m *Machine) Resume(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	for {
-		raw, err := m.qmp(ctx, "query-status", nil)
+		raw, err := m.runQMP(ctx, "query-status", nil)
 		if err != nil {
 			return fmt.Errorf("%w: loading %s: %v", ErrNoSnapshot, m.cfg.Incoming, err)
 		}

@@ -37,7 +37,7 @@ var (
 // Config describes one virtual machine.
 type Config struct {
 	QEMU      string // binary; default qemu-system-x86_64
-	Kernel    string // bzImage
+	Kernel    string // bzImage; "" boots the firmware only (tests)
 	Cmdline   string // appended to the harness's own kernel parameters
 	RootImage string // ext4 image; attached snapshot=on so it is never written
 	// RootOverlay, when set, replaces RootImage: a qcow2 overlay (over the
@@ -52,8 +52,12 @@ type Config struct {
 	CPUs     int
 	Accel    string // "kvm" or "tcg"
 	WorkDir  string // console.log and qemu.log go here
-	Signer   ssh.Signer
-	HostKey  ssh.PublicKey // pinned: no InsecureIgnoreHostKey
+	// ConsoleLimit caps console.log (and the copy kept for triage);
+	// 0 = 32 MiB. Past it the output is counted, dropped, and marked.
+	ConsoleLimit int
+	Paused       bool // start with the CPUs stopped (-S)
+	Signer       ssh.Signer
+	HostKey      ssh.PublicKey // pinned: no InsecureIgnoreHostKey
 }
 
 // Machine is a running QEMU.
@@ -64,6 +68,10 @@ type Machine struct {
 	sockDir string
 	mon     *qmp.SocketMonitor
 	console *consoleLog
+	// qmpTimeout bounds each QMP command: a stopped or wedged QEMU never
+	// answers.
+	qmpTimeout time.Duration
+	qmpDone    chan struct{} // closed when go-qemu's event channel closes
 
 	exited  chan struct{}
 	waitErr error
@@ -74,8 +82,16 @@ type Machine struct {
 	panicked   bool
 	ioError    bool
 	guestReset bool
+	shutdown   string // SHUTDOWN's reason
+	qmpUp      bool   // the handshake is done: qmpDone will close
+	qmpSeq     uint64 // the last command id
+	qmpBroken  error  // why no command may be sent any more
 	client     *ssh.Client
 	closed     bool
+}
+
+func newMachine(cfg Config) *Machine {
+	return &Machine{cfg: cfg, qmpTimeout: 5 * time.Second, qmpDone: make(chan struct{}), exited: make(chan struct{}), halted: make(chan struct{})}
 }
 
 // baseCmdline is what every guest needs: serial console, the image's root and
@@ -144,7 +160,7 @@ func start(ctx context.Context, cfg Config) (*Machine, error) {
 		os.RemoveAll(sockDir)
 		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
 	}
-	console, err := newConsoleLog(filepath.Join(cfg.WorkDir, "console.log"))
+	console, err := newConsoleLog(filepath.Join(cfg.WorkDir, "console.log"), cfg.ConsoleLimit)
 	if err != nil {
 		qlog.Close()
 		os.RemoveAll(sockDir)
@@ -156,8 +172,8 @@ func start(ctx context.Context, cfg Config) (*Machine, error) {
 		os.RemoveAll(sockDir)
 		return nil, fmt.Errorf("%w: starting %s: %v", ErrInfra, cfg.QEMU, err)
 	}
-	m := &Machine{cfg: cfg, cmd: cmd, port: port, sockDir: sockDir, console: console,
-		exited: make(chan struct{}), halted: make(chan struct{})}
+	m := newMachine(cfg)
+	m.cmd, m.port, m.sockDir, m.console = cmd, port, sockDir, console
 	copied := make(chan struct{})
 	go func() {
 		console.copyFrom(stdout)
@@ -167,15 +183,26 @@ func start(ctx context.Context, cfg Config) (*Machine, error) {
 		err := cmd.Wait()
 		<-copied
 		qlog.Close()
+		// QEMU's last events (SHUTDOWN and its reason) are on their way:
+		// record them before saying it exited.
+		m.mu.Lock()
+		up := m.qmpUp
+		m.mu.Unlock()
+		if up {
+			select {
+			case <-m.qmpDone:
+			case <-time.After(2 * time.Second):
+			}
+		}
 		m.waitErr = err
 		close(m.exited)
 	}()
 	if err := m.connectQMP(ctx, sock); err != nil {
 		m.Close()
 		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return nil, fmt.Errorf("%w: qemu: %s", ErrInfra, msg)
+			return nil, fmt.Errorf("%w: qemu: %s (%w)", ErrInfra, msg, err)
 		}
-		return nil, fmt.Errorf("%w: %v", ErrInfra, err)
+		return nil, fmt.Errorf("%w: %w", ErrInfra, err)
 	}
 	return m, nil
 }
@@ -190,17 +217,21 @@ func qemuArgs(cfg Config, port int, sock string) []string {
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-machine", "pc", "-accel", accel, "-cpu", cpu,
 		"-smp", fmt.Sprint(max(cfg.CPUs, 1)), "-m", fmt.Sprint(max(cfg.MemoryMB, 256)),
-		"-kernel", cfg.Kernel,
-		"-append", strings.TrimSpace(baseCmdline + " " + cfg.Cmdline),
+	}
+	if cfg.Kernel != "" {
+		args = append(args, "-kernel", cfg.Kernel, "-append", strings.TrimSpace(baseCmdline+" "+cfg.Cmdline))
+	}
+	if cfg.Paused {
+		args = append(args, "-S")
 	}
 	if cfg.RootOverlay != "" {
-		args = append(args, "-drive", "file="+cfg.RootOverlay+",if=virtio,format=qcow2,id=root")
+		args = append(args, "-drive", "file="+optValue(cfg.RootOverlay)+",if=virtio,format=qcow2,id=root")
 	} else {
-		args = append(args, "-drive", "file="+cfg.RootImage+",if=virtio,format=raw,snapshot=on")
+		args = append(args, "-drive", "file="+optValue(cfg.RootImage)+",if=virtio,format=raw,snapshot=on")
 	}
 	for _, d := range cfg.Disks {
 		// cache=unsafe: flushes are only needed if the host crashes.
-		args = append(args, "-drive", "file="+d+",if=virtio,format=raw,cache=unsafe")
+		args = append(args, "-drive", "file="+optValue(d)+",if=virtio,format=raw,cache=unsafe")
 	}
 	args = append(args,
 		"-netdev", fmt.Sprintf("user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", port),
@@ -211,7 +242,7 @@ func qemuArgs(cfg Config, port int, sock string) []string {
 		"-action", "panic=pause",
 		"-chardev", "stdio,id=con,signal=off",
 		"-serial", "chardev:con",
-		"-qmp", "unix:"+sock+",server=on,wait=off",
+		"-qmp", "unix:"+optValue(sock)+",server=on,wait=off",
 	)
 	if cfg.Incoming != "" {
 		args = append(args, incomingArgs(cfg.Incoming)...)
@@ -219,89 +250,30 @@ func qemuArgs(cfg Config, port int, sock string) []string {
 	return args
 }
 
-// connectQMP waits for QEMU's QMP socket and starts draining its events
-// (go-qemu's event channel is unbuffered: an unread event blocks commands).
-func (m *Machine) connectQMP(ctx context.Context, sock string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mon, err := qmp.NewSocketMonitor("unix", sock, 2*time.Second)
-		if err == nil {
-			if err = mon.Connect(); err == nil {
-				m.mon = mon
-				break
-			}
-			mon.Disconnect()
-		}
-		select {
-		case <-m.exited:
-			return fmt.Errorf("qemu exited before QMP was up: %v", m.waitErr)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no QMP socket after 30s: %v", err)
-		}
-	}
-	events, err := m.mon.Events(context.Background())
-	if err != nil {
-		return err
-	}
-	go func() {
-		for ev := range events {
-			m.mu.Lock()
-			m.events = append(m.events, ev.Event)
-			if ev.Event == "BLOCK_IO_ERROR" {
-				m.ioError = true
-			}
-			// With -no-reboot a guest reset ends QEMU; SHUTDOWN says why.
-			if ev.Event == "SHUTDOWN" && ev.Data["guest"] == true && ev.Data["reason"] == "guest-reset" {
-				m.guestReset = true
-			}
-			if ev.Event == "GUEST_PANICKED" && !m.panicked {
-				m.panicked = true
-				close(m.halted)
-			}
-			m.mu.Unlock()
-		}
-	}()
-	return nil
-}
+// optValue escapes a value (a path) for QEMU's key=value,... option syntax,
+// where a comma ends the value unless doubled.
+func optValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
 
 // Status asks QMP for the run state ("running", "paused", "guest-panicked", ...).
 // A QEMU that is stopped (SIGSTOP) or wedged never answers: give up after
 // a few seconds and say so.
 func (m *Machine) Status() (string, error) {
-	type reply struct {
-		raw []byte
-		err error
-	}
-	ch := make(chan reply, 1)
-	go func() {
-		raw, err := m.mon.Run([]byte(`{"execute":"query-status"}`))
-		ch <- reply{raw, err}
-	}()
-	var raw []byte
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			return "", r.err
+	raw, err := m.runQMP(context.Background(), "query-status", nil)
+	if err != nil {
+		select {
+		case <-m.exited:
+			return "", ErrExited
+		default:
 		}
-		raw = r.raw
-	case <-m.exited:
-		return "", ErrExited
-	case <-time.After(5 * time.Second):
-		return "", errors.New("QMP query-status: no answer in 5s (QEMU stopped or wedged)")
-	}
-	var resp struct {
-		Return struct {
-			Status string `json:"status"`
-		} `json:"return"`
-	}
-	if err := json.Unmarshal(raw, &resp); err != nil {
 		return "", err
 	}
-	return resp.Return.Status, nil
+	var resp struct {
+		Status string `json:"status"`
+	}
+	if err := json.Unmarshal(raw, &resp); err != nil {
+		return "", fmt.Errorf("QMP query-status: %w", err)
+	}
+	return resp.Status, nil
 }
 
 // GuestReset reports whether the guest reset itself (a reboot, a triple
@@ -325,6 +297,14 @@ func (m *Machine) Panicked() bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.panicked
+}
+
+// ShutdownReason is the reason of QMP's SHUTDOWN event ("guest-reset",
+// "guest-shutdown", "host-qmp-quit", "host-signal", ...), "" before one.
+func (m *Machine) ShutdownReason() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.shutdown
 }
 
 // Events lists the QMP events seen so far, oldest first.
@@ -355,8 +335,13 @@ func (m *Machine) WaitConsole(ctx context.Context, text string) error {
 // evidence was lost, which is the host's fault, not the kernel's.
 func (m *Machine) ConsoleError() error { return m.console.writeErr() }
 
-// Console returns everything the serial console printed so far.
+// Console returns everything the serial console printed so far (up to the
+// cap, then the truncation marker).
 func (m *Machine) Console() []byte { return m.console.bytes() }
+
+// ConsoleDropped is how many bytes of console output were dropped past
+// Config.ConsoleLimit (0: console.log is complete).
+func (m *Machine) ConsoleDropped() int64 { return m.console.droppedBytes() }
 
 // WaitReady waits until the guest accepts an SSH login, retrying with backoff
 // until ctx ends. A failure is ErrBoot unless QEMU itself went away.
@@ -369,6 +354,29 @@ func (m *Machine) WaitReady(ctx context.Context) error {
 	// retried on SLIRP's own schedule, seconds later. A fresh short attempt
 	// every 200 ms gets through as soon as sshd listens.
 	const delay = 200 * time.Millisecond
+	// QEMU exiting or the guest panicking ends a probe or handshake in
+	// flight, not only the wait between them.
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-m.exited:
+		case <-m.halted:
+		case <-ctx.Done():
+		}
+		cancel()
+	}()
+	gone := func() error {
+		select {
+		case <-m.exited:
+			return fmt.Errorf("%w before SSH came up (%v)", ErrExited, m.waitErr)
+		case <-m.halted:
+			return fmt.Errorf("%w before SSH came up", ErrPanicked)
+		default:
+			return nil
+		}
+	}
 	var lastErr error
 	for {
 		err := sshBanner(ctx, addr, time.Second)
@@ -384,12 +392,11 @@ func (m *Machine) WaitReady(ctx context.Context) error {
 		}
 		lastErr = err
 		select {
-		case <-m.exited:
-			return fmt.Errorf("%w before SSH came up (%v)", ErrExited, m.waitErr)
-		case <-m.halted:
-			return fmt.Errorf("%w before SSH came up", ErrPanicked)
 		case <-ctx.Done():
-			return fmt.Errorf("%w: no SSH login before the deadline: %v", ErrBoot, lastErr)
+			if err := gone(); err != nil {
+				return err
+			}
+			return fmt.Errorf("%w: no SSH login before the deadline: %v (%v)", ErrBoot, lastErr, parent.Err())
 		case <-time.After(delay):
 		}
 	}
@@ -413,7 +420,8 @@ func sshBanner(ctx context.Context, addr string, timeout time.Duration) error {
 		return err
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(timeout))
+	conn.SetDeadline(earlier(ctx, time.Now().Add(timeout)))
+	defer context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })()
 	buf := make([]byte, 4)
 	if _, err := io.ReadFull(conn, buf); err != nil {
 		return fmt.Errorf("no sshd banner yet: %w", err)
@@ -430,13 +438,14 @@ func dialSSH(ctx context.Context, addr string, conf *ssh.ClientConfig) (*ssh.Cli
 	if err != nil {
 		return nil, err
 	}
-	// The handshake itself must not outlive the deadline either.
-	deadline := time.Now().Add(conf.Timeout)
-	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
-		deadline = dl
-	}
-	conn.SetDeadline(deadline)
+	// The handshake itself must not outlive the deadline or a cancel either.
+	conn.SetDeadline(earlier(ctx, time.Now().Add(conf.Timeout)))
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	c, chans, reqs, err := ssh.NewClientConn(conn, addr, conf)
+	if !stop() && err == nil {
+		c.Close()
+		err = ctx.Err()
+	}
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -523,23 +532,36 @@ func (m *Machine) Close() error {
 	select {
 	case <-m.exited:
 	default:
-		if m.mon != nil {
-			// The reply may never come if QEMU dies first; do not wait on it.
-			go m.mon.Run([]byte(`{"execute":"quit"}`))
+		grace := 3 * time.Second
+		m.mu.Lock()
+		usable := m.qmpUp && m.qmpBroken == nil
+		m.mu.Unlock()
+		if usable {
+			// Ask QEMU to quit; the reply may never come if QEMU dies
+			// first, so do not wait on it.
+			go m.runQMP(context.Background(), "quit", nil)
+		} else {
+			grace = 0 // no QMP to ask: kill at once
 		}
 		select {
 		case <-m.exited:
-		case <-time.After(3 * time.Second):
+		case <-time.After(grace):
 			syscall.Kill(-m.cmd.Process.Pid, syscall.SIGKILL)
 			<-m.exited
 		}
 	}
-	if m.mon != nil {
-		m.mon.Disconnect()
-	}
+	m.closeQMP()
 	m.console.close()
 	os.RemoveAll(m.sockDir)
 	return nil
+}
+
+// earlier is t or ctx's deadline, whichever comes first.
+func earlier(ctx context.Context, t time.Time) time.Time {
+	if dl, ok := ctx.Deadline(); ok && dl.Before(t) {
+		return dl
+	}
+	return t
 }
 
 func freePort() (int, error) {
