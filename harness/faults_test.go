@@ -87,6 +87,10 @@ func qemuLeft(dir string) bool {
 // checks the outcome, the time it took and that nothing was left behind.
 func runFault(t *testing.T, ctx context.Context, e *faultEnv, phase string, inject func(ctx context.Context, m *vm.Machine) error, limit time.Duration) *RunRecord {
 	t.Helper()
+	// This run's temporary files only: other patchbay sessions on the host
+	// have scratch dirs of their own in the shared temp dir.
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
 	r := e.runner(t)
 	r.BeforePhase = func(ctx context.Context, p string, m *vm.Machine) error {
 		if p != phase {
@@ -116,7 +120,7 @@ func runFault(t *testing.T, ctx context.Context, e *faultEnv, phase string, inje
 			t.Errorf("results: %v", err)
 		}
 	}
-	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "pbscratch*")); len(left) > 0 {
+	if left, _ := filepath.Glob(filepath.Join(tmp, "pbscratch*")); len(left) > 0 {
 		t.Errorf("scratch disks left behind: %v", left)
 	}
 	return rec
