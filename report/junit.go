@@ -138,7 +138,7 @@ func suiteProperties(s *harness.Summary, v *harness.VariantSummary) []junitPrope
 		{"baseline", fmt.Sprint(v.Name == s.Baseline)},
 		{"seed", fmt.Sprint(s.Seed)},
 		{"accel", s.Accel},
-		{"patches", strings.Join(v.Patches, " ")},
+		{"patches", strings.Join(patchStack(v), "; ")},
 	}
 	if v.Kernel != nil {
 		props = append(props, junitProperty{"kernel_release", v.Kernel.Release}, junitProperty{"kernel_key", v.Kernel.Key})

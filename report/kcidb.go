@@ -141,7 +141,7 @@ func KCIDB(s *harness.Summary) ([]byte, error) {
 			Valid:      valid,
 			Misc: map[string]any{
 				"status": map[bool]string{true: "PASS", false: "FAIL"}[valid], "variant": v.Name,
-				"patches": nonNil(v.Patches), "baseline": v.Name == s.Baseline,
+				"patches": nonNil(patchStack(&v)), "baseline": v.Name == s.Baseline,
 			},
 		}
 		if v.Kernel != nil {

@@ -79,7 +79,7 @@ func tableRows(s *harness.Summary) []row {
 	}
 	rows := []row{
 		{"kernel", only(kernelCell)},
-		{"patches", only(func(v *harness.VariantSummary) string { return fmt.Sprint(len(v.Patches)) })},
+		{"patches", only(func(v *harness.VariantSummary) string { return fmt.Sprint(len(patchStack(v))) })},
 		{"runs", only(func(v *harness.VariantSummary) string { return fmt.Sprint(len(v.Runs)) })},
 		{"outcome", only(outcomeCell)},
 		{"failure rate (95% CI)", func(_ *harness.VariantSummary, st *harness.VariantStats) string { return rateCell(st) }},
@@ -121,6 +121,12 @@ func tableRows(s *harness.Summary) []row {
 		rows = slices.Insert(rows, at, pc)
 	}
 	if tracedIomap(s) {
+		// With buffered iomap a file swaps its a_ops at its first move and
+		// stays on buffer heads while open: files moved count the swaps
+		// (the transitions row counts journal-flag swaps only).
+		at := slices.IndexFunc(rows, func(r row) bool { return r.name == "a_ops transitions" })
+		rows = slices.Insert(rows, at+1, row{"work files moved (each an a_ops swap off iomap)",
+			sum(defragged, func(r *harness.RunRecord) int64 { return r.FilesMoved() })})
 		// Evidence that the runs used the buffered iomap path at all.
 		iomap := row{"buffered iomap events setup/workload; folios above order 0", only(iomapCell)}
 		rows = append(rows[:len(rows)-1], iomap, rows[len(rows)-1])
@@ -471,6 +477,16 @@ func badCell(v *harness.VariantSummary) string {
 		}
 	}
 	return strings.Join(parts, "/")
+}
+
+// patchStack is the variant's stack as built (one entry per patch applied:
+// a series input or a base+replace variant expands to its mails), or the
+// case's patches list when the variant has no kernel record.
+func patchStack(v *harness.VariantSummary) []string {
+	if v.Kernel != nil && len(v.Kernel.Stack) > 0 {
+		return v.Kernel.Stack
+	}
+	return v.Patches
 }
 
 // powerCutCell sums, over the variant's power-cut runs that reached the

@@ -202,6 +202,11 @@ func TestIomapRow(t *testing.T) {
 	if !strings.Contains(md, "| buffered iomap events setup/workload; folios above order 0 | - | 42 / 1005; 20 of 310 (1 of 2 runs only order-0 folios: large folios not exercised) |") {
 		t.Errorf("iomap row missing or wrong:\n%s", md)
 	}
+	// Files moved are the a_ops swaps off iomap: a row of their own there.
+	s.Variants[1].Runs[0].Defrag = []harness.DefragResult{{FilesMoved: 12}}
+	if md := Markdown(s); !strings.Contains(md, "| work files moved (each an a_ops swap off iomap) |") || !strings.Contains(md, "| 12") {
+		t.Errorf("no files-moved row for an iomap session:\n%s", md)
+	}
 	// The verdict's mark on a pass reaches the report's run list.
 	r := s.Variants[1].Runs[1]
 	r.Outcome, r.Reasons = harness.Pass, []string{harness.OrderZeroOnly}
