@@ -28,6 +28,7 @@ func runFiles() []string {
 }
 
 type htmlPage struct {
+	NoBaseline            string // the baseline did not run in this session
 	Case, Question, Setup string
 	Started, Seconds      string
 	AccelNote, Image      string
@@ -105,7 +106,7 @@ type htmlLink struct{ Name, Href string }
 func HTML(s *harness.Summary, dir string) ([]byte, error) {
 	stats := s.Stats()
 	page := htmlPage{
-		Case: s.Case, Question: oneLine(s.Question), Setup: setupLine(s),
+		Case: s.Case, Question: oneLine(s.Question), Setup: setupLine(s), NoBaseline: missingBaseline(s),
 		Seconds: fmt.Sprintf("%.0f s in all", s.Seconds), AccelNote: s.AccelNote, Image: s.Image,
 		Legend: harness.Outcomes,
 	}

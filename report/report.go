@@ -258,6 +258,9 @@ func Markdown(s *harness.Summary) string {
 		fmt.Fprintf(&b, "%s\n\n", oneLine(s.Question))
 	}
 	fmt.Fprintf(&b, "%s\n\n", setupLine(s))
+	if note := missingBaseline(s); note != "" {
+		fmt.Fprintf(&b, "**%s**\n\n", note)
+	}
 	b.WriteString("| |")
 	for _, v := range s.Variants {
 		fmt.Fprintf(&b, " %s |", escape(variantHeading(s, &v)))
@@ -477,6 +480,21 @@ func badCell(v *harness.VariantSummary) string {
 		}
 	}
 	return strings.Join(parts, "/")
+}
+
+// missingBaseline says so when the case's baseline is not among the
+// session's variants (e.g. --variant fallback alone): then nothing is
+// compared, and the table must not look as if it had been.
+func missingBaseline(s *harness.Summary) string {
+	if s.Baseline == "" {
+		return ""
+	}
+	for _, v := range s.Variants {
+		if v.Name == s.Baseline {
+			return ""
+		}
+	}
+	return fmt.Sprintf("The baseline %s was not run in this session: no variant is compared with it (no p-values, no titles new against it).", s.Baseline)
 }
 
 // patchStack is the variant's stack as built (one entry per patch applied:

@@ -267,3 +267,21 @@ func TestMarkdownPowerCutRow(t *testing.T) {
 		t.Errorf("no power-cut row %q in\n%s", want, md)
 	}
 }
+
+// A session without the baseline says so instead of showing a table that
+// looks compared.
+func TestMissingBaselineIsSaid(t *testing.T) {
+	s := sample()
+	s.Variants = s.Variants[1:]
+	want := "The baseline " + s.Baseline + " was not run in this session"
+	if md := Markdown(s); !strings.Contains(md, want) {
+		t.Errorf("markdown does not say the baseline is missing:\n%s", md)
+	}
+	page, err := HTML(s, t.TempDir())
+	if err != nil || !strings.Contains(string(page), want) {
+		t.Errorf("html does not say the baseline is missing (%v)", err)
+	}
+	if md := Markdown(sample()); strings.Contains(md, "was not run in this session") {
+		t.Error("a session with its baseline says it is missing")
+	}
+}
