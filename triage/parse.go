@@ -3,6 +3,7 @@ package triage
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -38,11 +39,35 @@ func Parse(text []byte) []Finding {
 	lines := splitLines(text)
 	p := newParser(lines)
 	p.run()
+	p.findings = foldCutShort(p.findings)
 	assignPhases(lines, p.findings)
 	if p.findings == nil {
 		return []Finding{}
 	}
 	return p.findings
+}
+
+// foldCutShort folds a report that is its header line alone, without the
+// location the other report of the same kind has ("BUG: kernel NULL pointer
+// dereference" beside "... in ext4_mpage_readpages"), into that report as a
+// note: a second CPU hit the same fault and oops=panic stopped it before
+// it printed more. Counting it as a finding of its own would make one bug
+// look like two and give the second a title no other run can match.
+func foldCutShort(findings []Finding) []Finding {
+	out := findings[:0]
+	for _, f := range findings {
+		header := strings.TrimSpace(f.Report)
+		if !strings.Contains(header, "\n") {
+			if i := slices.IndexFunc(out, func(e Finding) bool {
+				return e.Kind == f.Kind && strings.HasPrefix(e.Title, f.Title+" in ")
+			}); i >= 0 {
+				out[i].Notes = append(out[i].Notes, fmt.Sprintf("line %d: another task began the same report and printed no more (%s)", f.Line, header))
+				continue
+			}
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 // PhaseMarker is what the harness writes to /dev/kmsg as each phase of a
