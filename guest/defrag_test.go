@@ -362,6 +362,10 @@ func TestEpochs(t *testing.T) {
 	}
 }
 
+// epochsRun is long enough that each of two epochs sees a move succeed on a
+// loaded host (at 600 ms, 300 ms epochs, a load of 4 left a file unmoved).
+const epochsRun = 3 * time.Second
+
 // With epochs the writers and the defrag worker move on to fresh files in
 // turn: every file is written and moved, and the data still verifies.
 func TestWriteAndDefragByEpochs(t *testing.T) {
@@ -376,9 +380,9 @@ func TestWriteAndDefragByEpochs(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		wrep, werr = Write(ctx, WriteConfig{Layout: l, Mode: ModePwrite, ID: 0, Duration: 600 * time.Millisecond, Epochs: 2})
+		wrep, werr = Write(ctx, WriteConfig{Layout: l, Mode: ModePwrite, ID: 0, Duration: epochsRun, Epochs: 2})
 	}()
-	drep, err := Defrag(ctx, DefragConfig{Layout: l, Duration: 600 * time.Millisecond, RangeBlocks: 4, BusyRetries: 32, Epochs: 2})
+	drep, err := Defrag(ctx, DefragConfig{Layout: l, Duration: epochsRun, RangeBlocks: 4, BusyRetries: 32, Epochs: 2})
 	wg.Wait()
 	if err != nil || werr != nil {
 		t.Fatal(err, werr)
