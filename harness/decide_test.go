@@ -121,7 +121,8 @@ func TestDecideScheduleTwoWorkers(t *testing.T) {
 			t.Fatal(err)
 		}
 		run, jobs := fakeRounds(func(j Job) bool { return j.Variant == "bad" })
-		_, errs, _, _ := decideSchedule(context.Background(), d, names, 100, 2, 80, time.Time{}, run, nil)
+		var lines []string
+		_, errs, _, _ := decideSchedule(context.Background(), d, names, 100, 2, 80, time.Time{}, run, func(s []string) { lines = append(lines, strings.Join(s, " | ")) })
 		if len(errs) != 0 {
 			t.Fatal(errs)
 		}
