@@ -137,18 +137,12 @@ func (s *Snapshots) key(c *Case, k *kernel.Artifact, img *images.Image, guestBin
 	if err != nil {
 		return snapshot{}, err
 	}
-	f, err := os.Open(guestBin)
-	if err != nil {
-		return snapshot{}, fmt.Errorf("guest binary: %w", err)
-	}
-	gh := sha256.New()
-	_, err = io.Copy(gh, f)
-	f.Close()
+	guest, err := fileSHA256(guestBin)
 	if err != nil {
 		return snapshot{}, fmt.Errorf("guest binary %s: %w", guestBin, err)
 	}
 	snap := snapshot{
-		Kernel: k.Key, Image: img.Key, Guest: hex.EncodeToString(gh.Sum(nil)), QEMU: qemu,
+		Kernel: k.Key, Image: img.Key, Guest: guest, QEMU: qemu,
 		Shape: fmt.Sprintf("cmdline=%q mem=%d cpus=%d scratch=%d accel=%s",
 			c.Kernel.Cmdline, c.VM.MemoryMB, c.VM.CPUs, c.VM.ScratchMB, accel),
 	}
