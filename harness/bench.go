@@ -9,6 +9,7 @@ import (
 
 	"patchbay/images"
 	"patchbay/kernel"
+	"patchbay/record"
 	"patchbay/safefile"
 	"patchbay/vm"
 )
@@ -142,7 +143,7 @@ func BenchJobs(ctx context.Context, c *Case, opt Options, runs int) (one, two ti
 			return 0, 0, err
 		}
 		for _, r := range sum.Variants[0].Runs {
-			if r.Outcome == InfraError || r.Outcome == BootError {
+			if r.Outcome == record.InfraError || r.Outcome == record.BootError {
 				return 0, 0, fmt.Errorf("jobs=%d: run %d: %s %v", jobs, r.Index, r.Outcome, r.Reasons)
 			}
 		}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"patchbay/casespec"
+	"patchbay/record"
 	"patchbay/vm"
 )
 
@@ -47,7 +49,7 @@ func BenchRestore(ctx context.Context, c *Case, opt Options, n int) ([]RestoreSa
 	if snap == nil {
 		// The first run of a kernel saves its snapshot; a short one will do.
 		short := *c
-		short.Workload.Duration = Duration(2 * time.Second)
+		short.Workload.Duration = casespec.Duration(2 * time.Second)
 		r.Case = &short
 		rec, err := r.RunOne(ctx, c.VariantNames()[0], 0, opt.Seed, k)
 		r.Case = c
@@ -148,7 +150,7 @@ func BenchDuty(ctx context.Context, c *Case, opt Options, runs int) (cold, resto
 		}
 		d := DutySample{Session: time.Since(start)}
 		for _, r := range sum.Variants[0].Runs {
-			if r.Outcome == InfraError || r.Outcome == BootError || r.Outcome == Interrupted {
+			if r.Outcome == record.InfraError || r.Outcome == record.BootError || r.Outcome == record.Interrupted {
 				return cold, restore, fmt.Errorf("%s: run %d: %s %v", mode, r.Index, r.Outcome, r.Reasons)
 			}
 			if r.Start != mode {

@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"patchbay/casespec"
 	"patchbay/images"
 	"patchbay/kernel"
+	"patchbay/record"
 	"patchbay/vm"
 )
 
@@ -31,7 +33,7 @@ type BisectOracle struct {
 	seed     uint64
 	progress io.Writer
 	kernels  map[int]*kernel.Artifact
-	Records  map[int][]*RunRecord // per prefix, the runs so far
+	Records  map[int][]*record.RunRecord // per prefix, the runs so far
 }
 
 // NewBisectOracle prepares the image, the guest binary and the acceleration
@@ -45,7 +47,7 @@ func NewBisectOracle(ctx context.Context, c *Case, variant string, opt Options) 
 	if err != nil {
 		return nil, err
 	}
-	img, err := (&images.Builder{CacheDir: opt.CacheDir, Progress: opt.Progress}).Ensure(ctx, c.VM.ImageRecipe())
+	img, err := (&images.Builder{CacheDir: opt.CacheDir, Progress: opt.Progress}).Ensure(ctx, c.ImageRecipe())
 	if err != nil {
 		return nil, err
 	}
@@ -56,11 +58,11 @@ func NewBisectOracle(ctx context.Context, c *Case, variant string, opt Options) 
 	// Every prefix is judged by the variant's own expectations.
 	cc := *c
 	if opt.Duration > 0 {
-		cc.Workload.Duration = Duration(opt.Duration)
+		cc.Workload.Duration = casespec.Duration(opt.Duration)
 	}
 	cc.Variants = maps.Clone(c.Variants)
 	for n := 0; n <= len(specs[0].Patches); n++ {
-		cc.Variants[prefixName(n)] = Variant{Description: fmt.Sprintf("first %d patches of %s", n, variant), Expect: c.Variants[variant].Expect}
+		cc.Variants[prefixName(n)] = casespec.Variant{Description: fmt.Sprintf("first %d patches of %s", n, variant), Expect: c.Variants[variant].Expect}
 	}
 	o := &BisectOracle{
 		Stack: specs[0].Patches, c: &cc, variant: variant, spec: specs[0],
@@ -68,7 +70,7 @@ func NewBisectOracle(ctx context.Context, c *Case, variant string, opt Options) 
 		seed:     opt.Seed,
 		progress: opt.Progress,
 		kernels:  map[int]*kernel.Artifact{},
-		Records:  map[int][]*RunRecord{},
+		Records:  map[int][]*record.RunRecord{},
 	}
 	o.runner = &Runner{Case: &cc, Image: img, GuestBin: guestBin, Accel: opt.Accel, ResultsDir: dir, Progress: opt.Progress}
 	if opt.Accel == "" || opt.Accel == "auto" {
@@ -118,9 +120,9 @@ func (o *BisectOracle) Run(ctx context.Context, prefix, attempt int) (bool, erro
 	}
 	o.Records[prefix] = append(o.Records[prefix], rec)
 	switch rec.Outcome {
-	case Pass:
+	case record.Pass:
 		return false, nil
-	case Fail, Crash, Hang:
+	case record.Fail, record.Crash, record.Hang:
 		return true, nil
 	}
 	return false, errors.New(string(rec.Outcome) + ": " + firstOr(rec.Reasons, "no reason"))

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"patchbay/bisect"
+	"patchbay/record"
 )
 
 // TestBisectEndToEnd bisects a real stack on real kernels: three comments
@@ -50,7 +51,7 @@ func TestBisectEndToEnd(t *testing.T) {
 	// Harmless prefixes never fail (a bad one may pass now and then).
 	for n, recs := range o.Records {
 		for _, r := range recs {
-			if n < 3 && r.Outcome != Pass {
+			if n < 3 && r.Outcome != record.Pass {
 				t.Errorf("prefix %d run %d: %s %v", n, r.Index, r.Outcome, r.Reasons)
 			}
 		}

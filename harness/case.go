@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -17,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"patchbay/casespec"
 	"patchbay/images"
 	"patchbay/kernel"
 
@@ -26,226 +26,21 @@ import (
 // Case is one folder under cases/: a question, a kernel, a workload and the
 // variants to compare.
 type Case struct {
-	Name       string             `yaml:"name"`
-	Question   string             `yaml:"question"`
-	Inputs     map[string]Input   `yaml:"inputs"` // what the user brings (see Input)
-	Kernel     KernelSpec         `yaml:"kernel"`
-	VM         VMSpec             `yaml:"vm"`
-	Filesystem FilesystemSpec     `yaml:"filesystem"`
-	Workload   WorkloadSpec       `yaml:"workload"`
-	Baseline   string             `yaml:"baseline"`
-	Variants   map[string]Variant `yaml:"variants"`
+	Name       string                      `yaml:"name"`
+	Question   string                      `yaml:"question"`
+	Inputs     map[string]Input            `yaml:"inputs"` // what the user brings (see Input)
+	Kernel     casespec.KernelSpec         `yaml:"kernel"`
+	VM         casespec.VMSpec             `yaml:"vm"`
+	Filesystem casespec.FilesystemSpec     `yaml:"filesystem"`
+	Workload   casespec.WorkloadSpec       `yaml:"workload"`
+	Baseline   string                      `yaml:"baseline"`
+	Variants   map[string]casespec.Variant `yaml:"variants"`
 
 	Dir  string `yaml:"-"` // folder of case.yaml
 	File string `yaml:"-"` // path of case.yaml
 
 	doc   *yaml.Node        // the parsed document, for the lines of later errors
 	bound map[string]string // input values (see Input)
-}
-
-// KernelSpec: source + kconfig fragments + extra kernel command line.
-type KernelSpec struct {
-	Source    string   `yaml:"source"`    // debian:linux-source-6.12, dir:PATH, git:PATH@REF or input:NAME
-	Fragments []string `yaml:"fragments"` // paths relative to the case folder
-	Cmdline   string   `yaml:"cmdline"`
-}
-
-// VMSpec sizes the guest and bounds its phases.
-type VMSpec struct {
-	MemoryMB    int      `yaml:"memory_mb"`
-	CPUs        int      `yaml:"cpus"`
-	ScratchMB   int      `yaml:"scratch_mb"`
-	BootTimeout Duration `yaml:"boot_timeout"`
-	// Packages are Debian packages installed in the guest image on top of
-	// the stock recipe (e.g. [fio]); a case that asks gets an image of its
-	// own, every other case keeps the stock image.
-	Packages []string `yaml:"packages"`
-}
-
-// ImageRecipe is the guest image this VM boots: the stock recipe plus the
-// case's packages.
-func (v VMSpec) ImageRecipe() images.Recipe {
-	return images.DefaultRecipe().WithPackages(v.Packages...)
-}
-
-// FilesystemSpec says how the scratch disk is made and mounted.
-type FilesystemSpec struct {
-	Mkfs         string `yaml:"mkfs"`          // command, the device is appended
-	MountOptions string `yaml:"mount_options"` // -o value
-	JournalData  bool   `yaml:"journal_data"`  // chattr +j the work files (needs nodelalloc)
-	// CheckBufferedIomap counts the iomap buffered-I/O tracepoints on the
-	// scratch file system and fails the run in setup when none fired while
-	// the work files were written: the mount option alone proves nothing.
-	CheckBufferedIomap bool `yaml:"check_buffered_iomap"`
-	// RequireLargeFolios (with the iomap check) fails the run in setup
-	// when no page-cache folio above order 0 was added on the scratch file
-	// system while the work files were written: a run on order-0 folios
-	// only does not test a large-folio series.
-	RequireLargeFolios bool `yaml:"require_large_folios"`
-}
-
-// WorkloadSpec sizes the guest workload.
-type WorkloadSpec struct {
-	// Kind is the workload: "patchbay" (the default: pbguest's writers,
-	// defrag workers and block oracle) or "fio" (the job file of Fio).
-	Kind          string   `yaml:"kind"`
-	Fio           FioSpec  `yaml:"fio"`
-	Duration      Duration `yaml:"duration"`
-	Files         int      `yaml:"files"`
-	Blocks        int      `yaml:"blocks"` // per file, 4 KiB each
-	MmapWriters   int      `yaml:"mmap_writers"`
-	PwriteWriters int      `yaml:"pwrite_writers"`
-	MsyncEvery    int      `yaml:"msync_every"`
-	CheckEvery    int      `yaml:"check_every"` // writers read a written block back every K writes
-	// Epochs splits the run into N time slices, each writing and moving
-	// only its own group of files, so workers keep arriving at files no
-	// move has touched yet (default 1: every file all the time).
-	Epochs int `yaml:"epochs"`
-	// Writers fsync / fdatasync their file every K writes (0 = never).
-	FsyncEvery     int `yaml:"fsync_every"`
-	FdatasyncEvery int `yaml:"fdatasync_every"`
-	// PowerCut: cut the VM under load and check what survives (powercut.go).
-	PowerCut *PowerCutSpec `yaml:"power_cut"`
-	Defrag   struct {
-		Workers     int  `yaml:"workers"`
-		RangeBlocks int  `yaml:"range_blocks"`
-		Rejournal   bool `yaml:"rejournal"` // set +j again after a fallback cleared it
-		// Tool: "ioctl" (default), pbguest's own EXT4_IOC_MOVE_EXT calls,
-		// counted by errno; or "e4defrag", the e2fsprogs tool, whose
-		// outcomes are only what it prints (it reports refusals as
-		// "ioctl:Success"), so expectations on moves do not apply.
-		Tool string `yaml:"tool"`
-		// Donor: fresh (default, a new donor file per move), shared (one
-		// per worker) or inplace (fallocate, move, truncate, as fio's
-		// e4defrag engine with inplace=1). ioctl tool only.
-		Donor string `yaml:"donor"`
-		// EvictOneIn: before 1 in N moves, drop the range's clean cached
-		// pages, so moves also read blocks that are not cached. 0 = never.
-		EvictOneIn int `yaml:"evict_one_in"`
-	} `yaml:"defrag"`
-}
-
-// Defrag tools (WorkloadSpec.Defrag.Tool).
-const (
-	DefragIoctl    = "ioctl"
-	DefragE4defrag = "e4defrag"
-)
-
-// Variant is one kernel to compare: the base plus patches, and what its runs
-// must show. Its patch stack (PatchStack) is: Base's stack, then Patches;
-// then Drop and Replace, whose selectors refer to that stack as it was
-// before either; then Add. Paths are relative to the case folder and may
-// name a patch or mail, an mbox, a directory of patches or a quilt series.
-type Variant struct {
-	Description string        `yaml:"description"`
-	Base        string        `yaml:"base"`    // start from another variant's stack
-	Patches     []string      `yaml:"patches"` // appended to the base's stack
-	Drop        []PatchSel    `yaml:"drop"`    // patches to leave out
-	Replace     []Replacement `yaml:"replace"` // patches to swap for others
-	Add         []string      `yaml:"add"`     // appended last
-	Expect      Expectation   `yaml:"expect"`
-}
-
-// PatchSel selects one patch of a stack: a 1-based index (a YAML integer)
-// or a substring of its subject (anything else).
-type PatchSel struct {
-	Index     int
-	Substring string
-}
-
-// UnmarshalYAML reads an integer as an index, any other scalar as a subject
-// substring.
-func (s *PatchSel) UnmarshalYAML(n *yaml.Node) error {
-	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: a patch is selected by its 1-based index or a substring of its subject", n.Line)
-	}
-	if n.Tag == "!!int" {
-		i, err := strconv.Atoi(n.Value)
-		if err != nil || i < 1 {
-			return fmt.Errorf("line %d: patch index %s: want 1 or more", n.Line, n.Value)
-		}
-		*s = PatchSel{Index: i}
-		return nil
-	}
-	if strings.TrimSpace(n.Value) == "" {
-		return fmt.Errorf("line %d: empty patch selector", n.Line)
-	}
-	*s = PatchSel{Substring: n.Value}
-	return nil
-}
-
-// MarshalYAML writes the selector back as it was read.
-func (s PatchSel) MarshalYAML() (any, error) {
-	if s.Index > 0 {
-		return s.Index, nil
-	}
-	return s.Substring, nil
-}
-
-func (s PatchSel) String() string {
-	if s.Index > 0 {
-		return fmt.Sprintf("#%d", s.Index)
-	}
-	return strconv.Quote(s.Substring)
-}
-
-// Replacement swaps the patch Match selects for the patches of With.
-type Replacement struct {
-	Match PatchSel `yaml:"match"`
-	With  string   `yaml:"with"`
-}
-
-// Expectation is what a run of a variant must show to pass. Unset limits are
-// not checked.
-type Expectation struct {
-	MinMoved             *int `yaml:"min_moved"`              // successful EXT4_IOC_MOVE_EXT calls
-	MaxMoved             *int `yaml:"max_moved"`              //
-	MinRefusedEOPNOTSUPP *int `yaml:"min_refused_eopnotsupp"` //
-	MinTransitions       *int `yaml:"min_transitions"`        // moves that swapped a_ops
-	MinFilesMoved        *int `yaml:"min_files_moved"`        // work files with a successful move
-	MaxBadBlocks         *int `yaml:"max_bad_blocks"`         // over all verify phases
-	FsckClean            bool `yaml:"fsck_clean"`             // e2fsck -fn exits 0
-	NoFindings           bool `yaml:"no_findings"`            // no severe console finding
-}
-
-// Duration is a time.Duration written as "20s" in YAML.
-type Duration time.Duration
-
-// durationShape is what ParseDuration accepts, whatever the size.
-var durationShape = regexp.MustCompile(`^[-+]?([0-9.]+(ns|us|µs|ms|s|m|h))+$`)
-
-// UnmarshalYAML parses Go duration syntax.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
-	if err != nil {
-		if strings.Contains(err.Error(), "invalid duration") && durationShape.MatchString(n.Value) {
-			return fmt.Errorf("line %d: %q is out of range (at most %s)", n.Line, n.Value, time.Duration(math.MaxInt64))
-		}
-		return fmt.Errorf("line %d: %q is not a duration like 20s or 2m", n.Line, n.Value)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// D returns the time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-// MarshalYAML writes the duration back as text.
-func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
-
-// MarshalJSON writes the duration as text, for summary.json.
-func (d Duration) MarshalJSON() ([]byte, error) {
-	return []byte(`"` + time.Duration(d).String() + `"`), nil
-}
-
-// UnmarshalJSON reads what MarshalJSON wrote.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	v, err := time.ParseDuration(strings.Trim(string(b), `"`))
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
 }
 
 var variantName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
@@ -262,6 +57,12 @@ const (
 	maxDuration    = 7 * 24 * time.Hour
 	maxBootTimeout = time.Hour
 )
+
+// ImageRecipe is the guest image this case's VM boots: the stock recipe
+// plus the case's packages (vm.packages).
+func (c *Case) ImageRecipe() images.Recipe {
+	return images.DefaultRecipe().WithPackages(c.VM.Packages...)
+}
 
 // LoadCase reads and validates a case from a folder or a case.yaml path.
 // Every error names the file, the line and the field.
@@ -454,7 +255,7 @@ func (c *Case) applyDefaults() {
 	setInt(&c.VM.CPUs, 2)
 	setInt(&c.VM.ScratchMB, 512)
 	if c.VM.BootTimeout == 0 {
-		c.VM.BootTimeout = Duration(3 * time.Minute)
+		c.VM.BootTimeout = casespec.Duration(3 * time.Minute)
 	}
 	if c.Filesystem.Mkfs == "" {
 		c.Filesystem.Mkfs = "mkfs.ext4 -F -q"
@@ -463,13 +264,13 @@ func (c *Case) applyDefaults() {
 	setInt(&c.Workload.Blocks, 256)
 	setInt(&c.Workload.Defrag.RangeBlocks, 16)
 	if c.Workload.Kind == "" {
-		c.Workload.Kind = WorkloadPatchbay
+		c.Workload.Kind = casespec.WorkloadPatchbay
 	}
 	if c.Workload.Defrag.Tool == "" {
-		c.Workload.Defrag.Tool = DefragIoctl
+		c.Workload.Defrag.Tool = casespec.DefragIoctl
 	}
 	if c.Workload.Duration == 0 {
-		c.Workload.Duration = Duration(20 * time.Second)
+		c.Workload.Duration = casespec.Duration(20 * time.Second)
 	}
 }
 
@@ -539,7 +340,7 @@ func (c *Case) validate(root *yaml.Node, zeros []string) error {
 	if w.MmapWriters < 0 || w.PwriteWriters < 0 || w.Defrag.Workers < 0 {
 		bad("workload", "worker counts cannot be negative")
 	}
-	if w.MmapWriters+w.PwriteWriters == 0 && w.Kind != WorkloadFio {
+	if w.MmapWriters+w.PwriteWriters == 0 && w.Kind != casespec.WorkloadFio {
 		bad("workload.mmap_writers", "need at least one mmap or pwrite writer")
 	}
 	if w.Defrag.RangeBlocks < 1 {
@@ -557,8 +358,8 @@ func (c *Case) validate(root *yaml.Node, zeros []string) error {
 		bad("workload.defrag.donor", fmt.Sprintf("%q: want fresh (default), shared or inplace", w.Defrag.Donor))
 	}
 	switch w.Defrag.Tool {
-	case DefragIoctl:
-	case DefragE4defrag:
+	case casespec.DefragIoctl:
+	case casespec.DefragE4defrag:
 		if w.Defrag.Donor != "" || w.Defrag.EvictOneIn != 0 || w.Defrag.Rejournal {
 			bad("workload.defrag.tool", "e4defrag makes its own donors: donor, evict_one_in and rejournal are for the ioctl tool")
 		}
@@ -782,7 +583,7 @@ func (c *Case) stack(name string, chain []string) ([]kernel.Patch, []stackError)
 }
 
 // selectPatch finds the one patch sel names; msg says why not.
-func selectPatch(stack []kernel.Patch, sel PatchSel) (int, string) {
+func selectPatch(stack []kernel.Patch, sel casespec.PatchSel) (int, string) {
 	list := func(idx []int) string {
 		var parts []string
 		for _, i := range idx {

@@ -9,45 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"patchbay/record"
 	"patchbay/seqtest"
 )
-
-// DecideRule names the stopping rule of a decide session (see seqtest).
-const DecideRule = "group-sequential exact sign test on rounds paired by seed (discordant rounds are Binomial(d, 1/2) under equal failure rates), Kim-DeMets alpha spending alpha*t^rho over t = d/D, looks after every round; equivalence by the exact-bound Newcombe interval at the final look"
-
-// DecideRecord is what a decide session (run --decide) did and concluded:
-// the rule, its boundaries, the budget and each variant's decision with the
-// evidence (counts and the boundary at every look).
-type DecideRecord struct {
-	Rule          string            `json:"rule"`
-	Design        seqtest.Design    `json:"design"`
-	Bounds        seqtest.Bounds    `json:"bounds"`
-	BudgetRuns    int               `json:"budget_runs,omitempty"`
-	BudgetSeconds float64           `json:"budget_seconds,omitempty"`
-	Rounds        int               `json:"rounds"` // rounds started
-	Ended         string            `json:"ended"`  // why scheduling stopped
-	Variants      []VariantDecision `json:"variants"`
-}
-
-// VariantDecision is one non-baseline variant's decision against the
-// baseline.
-type VariantDecision struct {
-	Name string `json:"name"`
-	seqtest.Result
-}
-
-// Decision returns the named variant's decision, or nil.
-func (d *DecideRecord) Decision(name string) *VariantDecision {
-	if d == nil {
-		return nil
-	}
-	for i := range d.Variants {
-		if d.Variants[i].Name == name {
-			return &d.Variants[i]
-		}
-	}
-	return nil
-}
 
 // decider keeps the runs of a decide session by round and decides each
 // variant as soon as its rounds allow.
@@ -55,8 +19,8 @@ type decider struct {
 	design   seqtest.Design
 	bounds   seqtest.Bounds
 	baseline string
-	variants []string                      // non-baseline, in session order
-	byRound  map[string]map[int]*RunRecord // variant -> round -> record
+	variants []string                             // non-baseline, in session order
+	byRound  map[string]map[int]*record.RunRecord // variant -> round -> record
 	result   map[string]seqtest.Result
 }
 
@@ -65,9 +29,9 @@ func newDecider(design seqtest.Design, baseline string, names []string) (*decide
 	if err != nil {
 		return nil, fmt.Errorf("decide rule: %w", err)
 	}
-	d := &decider{design: design, bounds: b, baseline: baseline, byRound: map[string]map[int]*RunRecord{}, result: map[string]seqtest.Result{}}
+	d := &decider{design: design, bounds: b, baseline: baseline, byRound: map[string]map[int]*record.RunRecord{}, result: map[string]seqtest.Result{}}
 	for _, n := range names {
-		d.byRound[n] = map[int]*RunRecord{}
+		d.byRound[n] = map[int]*record.RunRecord{}
 		if n != baseline {
 			d.variants = append(d.variants, n)
 			d.result[n] = seqtest.Result{Decision: seqtest.Undecided}
@@ -86,14 +50,14 @@ func (d *decider) pairs(variant string) []seqtest.Pair {
 		if v == nil || b == nil {
 			return out
 		}
-		if IsJudged(v.Outcome) && IsJudged(b.Outcome) {
-			out = append(out, seqtest.Pair{Variant: IsFailure(v.Outcome), Baseline: IsFailure(b.Outcome)})
+		if record.IsJudged(v.Outcome) && record.IsJudged(b.Outcome) {
+			out = append(out, seqtest.Pair{Variant: record.IsFailure(v.Outcome), Baseline: record.IsFailure(b.Outcome)})
 		}
 	}
 }
 
 // add records a run and updates the decisions it can change.
-func (d *decider) add(rec *RunRecord, round int) {
+func (d *decider) add(rec *record.RunRecord, round int) {
 	if m := d.byRound[rec.Variant]; m != nil {
 		m[round] = rec
 	}
@@ -128,7 +92,7 @@ func (d *decider) status(left time.Duration, budgetRuns, started int) []string {
 	count := func(n string) (runs, fails int) {
 		for _, r := range d.byRound[n] {
 			runs++
-			if IsFailure(r.Outcome) {
+			if record.IsFailure(r.Outcome) {
 				fails++
 			}
 		}
@@ -189,15 +153,15 @@ func lastLook(r seqtest.Result) *seqtest.Look {
 // ends or ctx is cancelled. status, when not nil, gets the decider's line
 // after every run.
 func decideSchedule(ctx context.Context, d *decider, names []string, seed uint64, workers, budgetRuns int, deadline time.Time,
-	run func(Job) (*RunRecord, error), status func([]string)) ([]*RunRecord, []error, int, string) {
+	run func(record.Job) (*record.RunRecord, error), status func([]string)) ([]*record.RunRecord, []error, int, string) {
 	var (
 		mu      sync.Mutex
 		wg      sync.WaitGroup
-		queue   []Job
+		queue   []record.Job
 		round   = -1
 		started int
 		ended   string
-		records []*RunRecord
+		records []*record.RunRecord
 		errs    []error
 		secs    []float64
 	)
@@ -212,10 +176,10 @@ func decideSchedule(ctx context.Context, d *decider, names []string, seed uint64
 		return time.Duration(s / float64(len(secs)) * float64(time.Second))
 	}
 	// next hands out the next job, or false once scheduling has ended.
-	next := func() (Job, bool) {
+	next := func() (record.Job, bool) {
 		for {
 			if ended != "" {
-				return Job{}, false
+				return record.Job{}, false
 			}
 			if ctx.Err() != nil {
 				ended = "interrupted"
@@ -255,10 +219,10 @@ func decideSchedule(ctx context.Context, d *decider, names []string, seed uint64
 			}
 			round++
 			k := round
-			queue = append(queue, Job{Variant: d.baseline, Index: k, Seed: seed + uint64(k)})
+			queue = append(queue, record.Job{Variant: d.baseline, Index: k, Seed: seed + uint64(k)})
 			for _, n := range names {
 				if slices.Contains(und, n) {
-					queue = append(queue, Job{Variant: n, Index: k, Seed: seed + uint64(k)})
+					queue = append(queue, record.Job{Variant: n, Index: k, Seed: seed + uint64(k)})
 				}
 			}
 		}
@@ -282,7 +246,7 @@ func decideSchedule(ctx context.Context, d *decider, names []string, seed uint64
 				if rec == nil {
 					// No record (the harness failed): the round still counts as
 					// done for this variant, as a run that says nothing.
-					d.add(&RunRecord{Variant: job.Variant, Outcome: InfraError}, job.Index)
+					d.add(&record.RunRecord{Variant: job.Variant, Outcome: record.InfraError}, job.Index)
 				} else {
 					records = append(records, rec)
 					secs = append(secs, rec.Seconds)
@@ -308,8 +272,8 @@ func decideSchedule(ctx context.Context, d *decider, names []string, seed uint64
 
 // runDecide is RunCase's scheduling for --decide: rounds until every
 // variant with a kernel is decided against the baseline or the budget ends.
-func runDecide(ctx context.Context, c *Case, opt Options, sum *Summary, names []string, byName map[string]int, runner *Runner,
-	start time.Time, logf func(string, ...any), cp *checkpoint) (*Summary, error) {
+func runDecide(ctx context.Context, c *Case, opt Options, sum *record.Summary, names []string, byName map[string]int, runner *Runner,
+	start time.Time, logf func(string, ...any), cp *checkpoint) (*record.Summary, error) {
 	design := opt.Rule
 	if design == (seqtest.Design{}) {
 		design = seqtest.Default()
@@ -332,11 +296,11 @@ func runDecide(ctx context.Context, c *Case, opt Options, sum *Summary, names []
 	if opt.Budget > 0 {
 		deadline = start.Add(opt.Budget)
 	}
-	rec := &DecideRecord{Rule: DecideRule, Design: design, Bounds: d.bounds, BudgetRuns: opt.BudgetRuns, BudgetSeconds: opt.Budget.Seconds()}
+	rec := &record.DecideRecord{Rule: record.DecideRule, Design: design, Bounds: d.bounds, BudgetRuns: opt.BudgetRuns, BudgetSeconds: opt.Budget.Seconds()}
 	sum.Decide = rec
 	logf("decide: %s; alpha %.2g (worse %.2g, better %.2g), D = %d, rho = %g, equivalence within %.2f at %.2g",
 		"sequential sign test", design.AlphaWorse+design.AlphaBetter, design.AlphaWorse, design.AlphaBetter, design.MaxDiscordant, design.Rho, design.Margin, design.EquivAlpha)
-	records, errs, rounds, ended := decideSchedule(ctx, d, ready, opt.Seed, opt.Jobs, opt.BudgetRuns, deadline, func(job Job) (*RunRecord, error) {
+	records, errs, rounds, ended := decideSchedule(ctx, d, ready, opt.Seed, opt.Jobs, opt.BudgetRuns, deadline, func(job record.Job) (*record.RunRecord, error) {
 		v := &sum.Variants[byName[job.Variant]]
 		logf("[round %d] %s #%d (seed %d): booting %s", job.Index+1, v.Name, job.Index, job.Seed, v.Kernel.Release)
 		if err := cp.begin(job); err != nil {
@@ -368,11 +332,11 @@ func runDecide(ctx context.Context, c *Case, opt Options, sum *Summary, names []
 		v.Runs = append(v.Runs, r)
 	}
 	for i := range sum.Variants {
-		slices.SortFunc(sum.Variants[i].Runs, func(a, b *RunRecord) int { return a.Index - b.Index })
+		slices.SortFunc(sum.Variants[i].Runs, func(a, b *record.RunRecord) int { return a.Index - b.Index })
 	}
 	rec.Rounds, rec.Ended = rounds, ended
 	for _, v := range d.variants {
-		rec.Variants = append(rec.Variants, VariantDecision{Name: v, Result: d.result[v]})
+		rec.Variants = append(rec.Variants, record.VariantDecision{Name: v, Result: d.result[v]})
 		logf("decide: %s vs %s: %s (%s)", v, c.Baseline, d.result[v].Decision, d.result[v].Reason)
 	}
 	sum.Seconds = time.Since(start).Seconds()

@@ -7,24 +7,25 @@ import (
 	"testing"
 	"time"
 
+	"patchbay/record"
 	"patchbay/seqtest"
 )
 
 // fakeRuns returns a run function whose outcome depends only on the job:
 // fail(job) decides it. The rounds logic is what is under test here; the
 // runs themselves are tested end to end elsewhere.
-func fakeRounds(fail func(Job) bool) (func(Job) (*RunRecord, error), *[]Job) {
+func fakeRounds(fail func(record.Job) bool) (func(record.Job) (*record.RunRecord, error), *[]record.Job) {
 	var mu sync.Mutex
-	var jobs []Job
-	return func(j Job) (*RunRecord, error) {
+	var jobs []record.Job
+	return func(j record.Job) (*record.RunRecord, error) {
 		mu.Lock()
 		jobs = append(jobs, j)
 		mu.Unlock()
-		o := Pass
+		o := record.Pass
 		if fail(j) {
-			o = Fail
+			o = record.Fail
 		}
-		return &RunRecord{Variant: j.Variant, Index: j.Index, Seed: j.Seed, Outcome: o, Seconds: 1}, nil
+		return &record.RunRecord{Variant: j.Variant, Index: j.Index, Seed: j.Seed, Outcome: o, Seconds: 1}, nil
 	}, &jobs
 }
 
@@ -34,7 +35,7 @@ func TestDecideScheduleStopsWhenDecided(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run, jobs := fakeRounds(func(j Job) bool { return j.Variant == "bad" })
+	run, jobs := fakeRounds(func(j record.Job) bool { return j.Variant == "bad" })
 	var lines []string
 	// One worker: the rounds are handed out and finish in order, so the
 	// counts below are exact (with two, a slow baseline run lets the other
@@ -83,8 +84,8 @@ func TestDecideScheduleStopsWhenDecided(t *testing.T) {
 func TestDecideScheduleTimeBudget(t *testing.T) {
 	names := []string{"base", "v"}
 	d, _ := newDecider(seqtest.Default(), "base", names)
-	run, jobs := fakeRounds(func(Job) bool { return false })
-	slow := func(j Job) (*RunRecord, error) {
+	run, jobs := fakeRounds(func(record.Job) bool { return false })
+	slow := func(j record.Job) (*record.RunRecord, error) {
 		time.Sleep(20 * time.Millisecond)
 		r, err := run(j)
 		r.Seconds = 0.02
@@ -104,7 +105,7 @@ func TestDecideScheduleCancel(t *testing.T) {
 	d, _ := newDecider(seqtest.Default(), "base", names)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	run, jobs := fakeRounds(func(Job) bool { return false })
+	run, jobs := fakeRounds(func(record.Job) bool { return false })
 	_, _, _, ended := decideSchedule(ctx, d, names, 1, 1, 10, time.Time{}, run, nil)
 	if ended != "interrupted" || len(*jobs) != 0 {
 		t.Errorf("ended %q after %d runs", ended, len(*jobs))
@@ -120,7 +121,7 @@ func TestDecideScheduleTwoWorkers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		run, jobs := fakeRounds(func(j Job) bool { return j.Variant == "bad" })
+		run, jobs := fakeRounds(func(j record.Job) bool { return j.Variant == "bad" })
 		var lines []string
 		_, errs, _, _ := decideSchedule(context.Background(), d, names, 100, 2, 80, time.Time{}, run, func(s []string) { lines = append(lines, strings.Join(s, " | ")) })
 		if len(errs) != 0 {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"patchbay/harness"
+	"patchbay/record"
 	"patchbay/report"
 )
 
@@ -49,7 +50,7 @@ func TestEndToEnd(t *testing.T) {
 	md := report.Markdown(sum)
 	t.Log("\n" + md)
 
-	byName := map[string]*harness.VariantSummary{}
+	byName := map[string]*record.VariantSummary{}
 	for i := range sum.Variants {
 		byName[sum.Variants[i].Name] = &sum.Variants[i]
 	}
@@ -60,7 +61,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		r := v.Runs[0]
 		switch r.Outcome {
-		case harness.InfraError, harness.BootError, harness.Interrupted:
+		case record.InfraError, record.BootError, record.Interrupted:
 			t.Fatalf("%s: outcome %s: %v", name, r.Outcome, r.Reasons)
 		}
 		if r.JournalDataFiles != c.Workload.Files {
@@ -79,7 +80,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	stock := byName["eopnotsupp"].Runs[0]
-	if stock.Outcome != harness.Pass {
+	if stock.Outcome != record.Pass {
 		t.Errorf("eopnotsupp: outcome %s, want pass: %v", stock.Outcome, stock.Reasons)
 	}
 	if stock.Refused("EOPNOTSUPP") == 0 || stock.Moved() != 0 {

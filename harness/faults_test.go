@@ -11,8 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"patchbay/casespec"
 	"patchbay/images"
 	"patchbay/kernel"
+	"patchbay/record"
 	"patchbay/vm"
 )
 
@@ -36,7 +38,7 @@ func newFaultEnv(t *testing.T) *faultEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Workload.Duration = Duration(4 * time.Second)
+	c.Workload.Duration = casespec.Duration(4 * time.Second)
 	ctx := context.Background()
 	cache := DefaultCacheDir()
 	specs, err := c.KernelSpecs([]string{"eopnotsupp"})
@@ -85,7 +87,7 @@ func qemuLeft(dir string) bool {
 
 // runFault runs one run with a fault injected at the start of phase and
 // checks the outcome, the time it took and that nothing was left behind.
-func runFault(t *testing.T, ctx context.Context, e *faultEnv, phase string, inject func(ctx context.Context, m *vm.Machine) error, limit time.Duration) *RunRecord {
+func runFault(t *testing.T, ctx context.Context, e *faultEnv, phase string, inject func(ctx context.Context, m *vm.Machine) error, limit time.Duration) *record.RunRecord {
 	t.Helper()
 	// This run's temporary files only: other patchbay sessions on the host
 	// have scratch dirs of their own in the shared temp dir.
@@ -148,7 +150,7 @@ func TestFaults(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if rec.Outcome != Pass || rec.Start != StartSnapshot {
+				if rec.Outcome != record.Pass || rec.Start != StartSnapshot {
 					t.Fatalf("the run saving the snapshot: %s, start %s %v", rec.Outcome, rec.Start, rec.Reasons)
 				}
 			}
@@ -165,7 +167,7 @@ func testFaults(t *testing.T, e *faultEnv) {
 			// The case's cmdline has oops=panic; sysrq c panics directly.
 			return later(2*time.Second, func() { m.Output(ctx, "echo c > /proc/sysrq-trigger") })
 		}, 2*time.Minute)
-		if rec.Outcome != Crash {
+		if rec.Outcome != record.Crash {
 			t.Fatalf("outcome %s %v, want crash", rec.Outcome, rec.Reasons)
 		}
 		if !strings.Contains(strings.Join(rec.Reasons, " "), "sysrq") {
@@ -177,7 +179,7 @@ func testFaults(t *testing.T, e *faultEnv) {
 		rec := runFault(t, ctx, e, "workload", func(ctx context.Context, m *vm.Machine) error {
 			return later(2*time.Second, func() { m.Output(ctx, "echo b > /proc/sysrq-trigger") })
 		}, 2*time.Minute)
-		if rec.Outcome != Crash || !strings.Contains(strings.Join(rec.Reasons, " "), "unexpected reboot") {
+		if rec.Outcome != record.Crash || !strings.Contains(strings.Join(rec.Reasons, " "), "unexpected reboot") {
 			t.Fatalf("outcome %s %v, want crash: unexpected reboot", rec.Outcome, rec.Reasons)
 		}
 	})
@@ -186,7 +188,7 @@ func testFaults(t *testing.T, e *faultEnv) {
 		rec := runFault(t, ctx, e, "workload", func(ctx context.Context, m *vm.Machine) error {
 			return later(time.Second, func() { syscall.Kill(m.Pid(), syscall.SIGSTOP) })
 		}, 2*time.Minute)
-		if rec.Outcome != Hang {
+		if rec.Outcome != record.Hang {
 			t.Fatalf("outcome %s %v, want hang", rec.Outcome, rec.Reasons)
 		}
 	})
@@ -195,7 +197,7 @@ func testFaults(t *testing.T, e *faultEnv) {
 		rec := runFault(t, ctx, e, "workload", func(ctx context.Context, m *vm.Machine) error {
 			return later(time.Second, func() { syscall.Kill(m.Pid(), syscall.SIGKILL) })
 		}, time.Minute)
-		if rec.Outcome != InfraError {
+		if rec.Outcome != record.InfraError {
 			t.Fatalf("outcome %s %v, want infra-error", rec.Outcome, rec.Reasons)
 		}
 	})
@@ -204,7 +206,7 @@ func testFaults(t *testing.T, e *faultEnv) {
 		rec := runFault(t, ctx, e, "workload", func(ctx context.Context, m *vm.Machine) error {
 			return later(time.Second, func() { m.Output(ctx, "pkill -KILL sshd") })
 		}, 2*time.Minute)
-		if rec.Outcome == Pass {
+		if rec.Outcome == record.Pass {
 			t.Fatalf("outcome pass with sshd killed mid-run")
 		}
 	})
@@ -214,7 +216,7 @@ func testFaults(t *testing.T, e *faultEnv) {
 		defer func() { e.c.Kernel.Cmdline = saved }()
 		e.c.Kernel.Cmdline += " root=/dev/patchbay-no-such-disk"
 		rec := runFault(t, ctx, e, "none", nil, 2*time.Minute)
-		if rec.Outcome != BootError {
+		if rec.Outcome != record.BootError {
 			t.Fatalf("outcome %s %v, want boot-error", rec.Outcome, rec.Reasons)
 		}
 		if !strings.Contains(strings.Join(rec.Reasons, " "), "mount root fs") {
@@ -228,7 +230,7 @@ func testFaults(t *testing.T, e *faultEnv) {
 		rec := runFault(t, ictx, e, "workload", func(ctx context.Context, m *vm.Machine) error {
 			return later(time.Second, cancel)
 		}, time.Minute)
-		if rec.Outcome != Interrupted {
+		if rec.Outcome != record.Interrupted {
 			t.Fatalf("outcome %s %v, want interrupted", rec.Outcome, rec.Reasons)
 		}
 	})
@@ -252,7 +254,7 @@ func TestFullResultsDisk(t *testing.T) {
 		if !strings.Contains(err.Error(), "no space left") {
 			t.Fatalf("error %v does not say the disk is full", err)
 		}
-	case rec.Outcome != InfraError:
+	case rec.Outcome != record.InfraError:
 		t.Fatalf("outcome %s %v, want infra-error", rec.Outcome, rec.Reasons)
 	}
 	if qemuLeft(small) {

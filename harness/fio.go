@@ -15,31 +15,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"patchbay/casespec"
+	"patchbay/record"
 	"patchbay/safefile"
 )
-
-// Workload kinds (WorkloadSpec.Kind).
-const (
-	WorkloadPatchbay = "patchbay" // pbguest writers, defrag workers and block oracle
-	WorkloadFio      = "fio"      // a fio job file, verified by fio
-)
-
-// FioSpec is the fio peer workload: a job file run in the guest on the
-// scratch mount for the case duration, then verified by fio again live,
-// after drop_caches and after a remount.
-type FioSpec struct {
-	// Job is the fio job file, relative to the case folder. It runs in
-	// PB_DIR (a directory on the scratch mount) and may use ${PB_DIR},
-	// ${PB_RUNTIME} (the duration in seconds) and ${PB_SEED} (the run's
-	// seed), which fio expands from the environment.
-	Job string `yaml:"job"`
-	// Verify is the verify-only job file, relative to the case folder:
-	// reads of every block with verify= set (and continue_on_error=verify
-	// to count every bad block), run live, after drop_caches and after a
-	// remount. Required: fio --verify_only replays a time_based job's
-	// writes as reads without end (measured with fio 3.33 in the guest).
-	Verify string `yaml:"verify"`
-}
 
 var debianPackage = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
 
@@ -48,11 +27,11 @@ var debianPackage = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
 func (c *Case) validateWorkloadKind(bad func(field, msg string)) {
 	w := c.Workload
 	switch w.Kind {
-	case WorkloadPatchbay:
-		if w.Fio != (FioSpec{}) {
+	case casespec.WorkloadPatchbay:
+		if w.Fio != (casespec.FioSpec{}) {
 			bad("workload.fio", "only used with workload.kind: fio")
 		}
-	case WorkloadFio:
+	case casespec.WorkloadFio:
 		if w.Fio.Job == "" {
 			bad("workload.fio.job", "missing: the fio job file, relative to the case folder")
 		}
@@ -77,7 +56,7 @@ func (c *Case) validateWorkloadKind(bad func(field, msg string)) {
 			bad("filesystem.journal_data", "needs workload.kind patchbay: pbguest prepare sets +j on its work files, fio makes its own")
 		}
 	default:
-		bad("workload.kind", fmt.Sprintf("%q: want %s (default) or %s", w.Kind, WorkloadPatchbay, WorkloadFio))
+		bad("workload.kind", fmt.Sprintf("%q: want %s (default) or %s", w.Kind, casespec.WorkloadPatchbay, casespec.WorkloadFio))
 	}
 }
 
@@ -224,16 +203,16 @@ func fioEngines(job []byte) map[string]string {
 // fioRecords turns the workload's fio report into the run record's
 // writers (every job, with its error) and defrag workers (jobs of the
 // e4defrag ioengine). exit is fio's exit status; text its other output.
-func fioRecords(rep *FioReport, engines map[string]string, exit int, text []byte) ([]WriterResult, []DefragResult) {
-	var writers []WriterResult
-	var defrag []DefragResult
+func fioRecords(rep *FioReport, engines map[string]string, exit int, text []byte) ([]record.WriterResult, []record.DefragResult) {
+	var writers []record.WriterResult
+	var defrag []record.DefragResult
 	failures := fioVerifyFailures(text)
 	anyErr := false
 	for i, j := range rep.Jobs {
-		w := WriterResult{ID: i, Mode: "fio:" + j.Name, Elapsed: float64(j.RuntimeMS) / 1000}
+		w := record.WriterResult{ID: i, Mode: "fio:" + j.Name, Elapsed: float64(j.RuntimeMS) / 1000}
 		if engines[j.Name] == "e4defrag" {
 			w.Mode = "fio-e4defrag:" + j.Name
-			d := DefragResult{
+			d := record.DefragResult{
 				Attempts: j.Write.TotalIOs + j.TotalErr,
 				Results:  map[string]int64{"moved": j.Write.TotalIOs},
 				// Bytes the ioctls reported moved, in 4 KiB blocks.
@@ -267,15 +246,15 @@ func fioRecords(rep *FioReport, engines map[string]string, exit int, text []byte
 		} else if l := lastLine(string(text)); l != "" {
 			msg += ": " + l
 		}
-		writers = append(writers, WriterResult{ID: len(rep.Jobs), Mode: "fio", Errors: []string{msg}})
+		writers = append(writers, record.WriterResult{ID: len(rep.Jobs), Mode: "fio", Errors: []string{msg}})
 	}
 	return writers, defrag
 }
 
 // fioVerifyResult turns one verify-only pass into a verify phase: every
 // block fio read, and those that failed verification.
-func fioVerifyResult(phase string, rep *FioReport, exit int, text []byte) (VerifyResult, error) {
-	v := VerifyResult{Phase: phase, Counts: map[string]int64{}}
+func fioVerifyResult(phase string, rep *FioReport, exit int, text []byte) (record.VerifyResult, error) {
+	v := record.VerifyResult{Phase: phase, Counts: map[string]int64{}}
 	var errs, stopped int64
 	var firstErr string
 	for _, j := range rep.Jobs {
@@ -356,7 +335,7 @@ func (r *Runner) fioRun(ctx context.Context, g *guest, seed uint64, name, job, e
 
 // fioWorkload uploads the case's job files and runs the job for the case
 // duration, bounded like the patchbay workload.
-func (r *Runner) fioWorkload(ctx context.Context, g *guest, rec *RunRecord) error {
+func (r *Runner) fioWorkload(ctx context.Context, g *guest, rec *record.RunRecord) error {
 	f := r.Case.Workload.Fio
 	job, err := safefile.ReadFile(r.Case.Path(f.Job), safefile.SmallCap)
 	if err != nil {
@@ -391,14 +370,14 @@ func (r *Runner) fioWorkload(ctx context.Context, g *guest, rec *RunRecord) erro
 
 // fioVerify runs the verify-only job live, after drop_caches and after a
 // remount, like the patchbay oracle's three phases.
-func (r *Runner) fioVerify(ctx context.Context, g *guest, rec *RunRecord) error {
+func (r *Runner) fioVerify(ctx context.Context, g *guest, rec *record.RunRecord) error {
 	mount := mountCommand(r.Case.Filesystem.MountOptions)
 	steps := []struct{ phase, before string }{
 		{"live", ""},
 		{"dropcache", "sync && echo 3 > /proc/sys/vm/drop_caches"},
 		{"remount", "umount " + mountPoint + " && " + mount},
 	}
-	results := map[string]VerifyResult{}
+	results := map[string]record.VerifyResult{}
 	defer g.saveJSON("verify.json", results)
 	for _, s := range steps {
 		if s.before != "" {

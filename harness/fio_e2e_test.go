@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"patchbay/harness"
+	"patchbay/record"
 )
 
 // TestFioWorkloadEndToEnd runs the fio peer workload of the seeded-bugs
@@ -34,7 +35,7 @@ func TestFioWorkloadEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runs := map[string]*harness.RunRecord{}
+	runs := map[string]*record.RunRecord{}
 	for _, v := range sum.Variants {
 		if len(v.Runs) != 1 {
 			t.Fatalf("variant %s: %d runs (build error %q)", v.Name, len(v.Runs), v.BuildError)
@@ -42,7 +43,7 @@ func TestFioWorkloadEndToEnd(t *testing.T) {
 		runs[v.Name] = v.Runs[0]
 	}
 	stock := runs["stock"]
-	if stock.Outcome != harness.Pass {
+	if stock.Outcome != record.Pass {
 		t.Errorf("stock: %s %v, want pass", stock.Outcome, stock.Reasons)
 	}
 	if stock.Moved() == 0 || stock.Writes() == 0 || len(stock.Verify) != 3 || stock.Fsck == nil || !stock.Fsck.Clean {
@@ -54,7 +55,7 @@ func TestFioWorkloadEndToEnd(t *testing.T) {
 		}
 	}
 	bug := runs["lost-dirty"]
-	if bug.Outcome != harness.Fail {
+	if bug.Outcome != record.Fail {
 		t.Fatalf("lost-dirty: %s %v, want fail", bug.Outcome, bug.Reasons)
 	}
 	// After drop_caches every moved block is read from its new location,

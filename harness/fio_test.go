@@ -6,6 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"patchbay/casespec"
+	"patchbay/record"
 )
 
 func readFixture(t *testing.T, name string) []byte {
@@ -102,17 +105,17 @@ func TestFioRecordsCleanRunPasses(t *testing.T) {
 	if d := defrag[0]; d.Results["moved"] != 533 || d.Results["EBUSY"] != 441 || d.Attempts != 974 {
 		t.Errorf("defrag-buffered: %+v", d)
 	}
-	rec := &RunRecord{Writers: writers, Defrag: defrag}
+	rec := &record.RunRecord{Writers: writers, Defrag: defrag}
 	if rec.Moved() != 533+558 || rec.Writes() == 0 {
 		t.Errorf("moved %d writes %d", rec.Moved(), rec.Writes())
 	}
 	for _, phase := range []string{"live", "dropcache", "remount"} {
-		rec.Verify = append(rec.Verify, VerifyResult{Phase: phase, Blocks: 4096, Counts: map[string]int64{"ok": 4096}})
+		rec.Verify = append(rec.Verify, record.VerifyResult{Phase: phase, Blocks: 4096, Counts: map[string]int64{"ok": 4096}})
 	}
-	rec.Fsck = &FsckResult{Clean: true}
+	rec.Fsck = &record.FsckResult{Clean: true}
 	one, zero := 1, 0
-	Judge(rec, RunStatus{}, Expectation{MinMoved: &one, MaxBadBlocks: &zero, FsckClean: true, NoFindings: true})
-	if rec.Outcome != Pass {
+	Judge(rec, RunStatus{}, casespec.Expectation{MinMoved: &one, MaxBadBlocks: &zero, FsckClean: true, NoFindings: true})
+	if rec.Outcome != record.Pass {
 		t.Errorf("outcome %s %v, want pass", rec.Outcome, rec.Reasons)
 	}
 }
@@ -137,9 +140,9 @@ func TestFioRecordsVerifyErrorFails(t *testing.T) {
 	if len(errs) != 1 || !strings.Contains(errs[0], "EILSEQ") || !strings.Contains(errs[0], "1 verify failure(s), first: crc32c: verify failed at file /mnt/scratch/fio/buffered.dat offset 8192") {
 		t.Fatalf("writer errors %q: want the job's error and its own file's first verify failure", errs)
 	}
-	rec := &RunRecord{Writers: writers, Defrag: defrag}
-	Judge(rec, RunStatus{}, Expectation{})
-	if rec.Outcome != Fail || !strings.Contains(strings.Join(rec.Reasons, "\n"), "verify failed") {
+	rec := &record.RunRecord{Writers: writers, Defrag: defrag}
+	Judge(rec, RunStatus{}, casespec.Expectation{})
+	if rec.Outcome != record.Fail || !strings.Contains(strings.Join(rec.Reasons, "\n"), "verify failed") {
 		t.Errorf("outcome %s %v: want fail naming the verify failure", rec.Outcome, rec.Reasons)
 	}
 
@@ -165,10 +168,10 @@ func TestFioVerifyResultCountsBadBlocks(t *testing.T) {
 	if v.Phase != "dropcache" || v.Blocks != 4096 || v.BadTotal != 2 || v.Counts["verify-failed"] != 2 || v.Counts["ok"] != 4094 || len(v.Bad) != 2 {
 		t.Errorf("verify result %+v: want 4096 blocks, 2 bad", v)
 	}
-	rec := &RunRecord{Verify: []VerifyResult{v}}
+	rec := &record.RunRecord{Verify: []record.VerifyResult{v}}
 	zero := 0
-	Judge(rec, RunStatus{}, Expectation{MaxBadBlocks: &zero})
-	if rec.Outcome != Fail || !strings.Contains(strings.Join(rec.Reasons, "; "), "verify dropcache: 2 bad blocks") {
+	Judge(rec, RunStatus{}, casespec.Expectation{MaxBadBlocks: &zero})
+	if rec.Outcome != record.Fail || !strings.Contains(strings.Join(rec.Reasons, "; "), "verify dropcache: 2 bad blocks") {
 		t.Errorf("outcome %s %v: want fail on the dropcache phase", rec.Outcome, rec.Reasons)
 	}
 
@@ -261,10 +264,10 @@ func TestSeededBugCasesShareTheControlKernel(t *testing.T) {
 			t.Errorf("%s: stock has patches", c.Name)
 		}
 	}
-	if pb.Workload.Kind != WorkloadPatchbay || fio.Workload.Kind != WorkloadFio || pb.Workload.Duration != fio.Workload.Duration {
+	if pb.Workload.Kind != casespec.WorkloadPatchbay || fio.Workload.Kind != casespec.WorkloadFio || pb.Workload.Duration != fio.Workload.Duration {
 		t.Errorf("workloads: %s %s, %s %s", pb.Workload.Kind, pb.Workload.Duration.D(), fio.Workload.Kind, fio.Workload.Duration.D())
 	}
-	if pb.VM.ImageRecipe().Packages[len(pb.VM.ImageRecipe().Packages)-1] == "fio" || !slices.Contains(fio.VM.ImageRecipe().Packages, "fio") {
+	if pb.ImageRecipe().Packages[len(pb.ImageRecipe().Packages)-1] == "fio" || !slices.Contains(fio.ImageRecipe().Packages, "fio") {
 		t.Error("only the fio case should add fio to its image")
 	}
 	for _, n := range fio.VariantNames() {

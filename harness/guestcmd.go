@@ -3,6 +3,8 @@ package harness
 import (
 	"fmt"
 	"strings"
+
+	"patchbay/casespec"
 )
 
 // GuestPaths are where a run's pieces live on the machine under test. The
@@ -121,7 +123,7 @@ func (c *Case) GuestCommands(seed uint64, p GuestPaths) GuestCommands {
 	for i := 0; i < w.Defrag.Workers; i++ {
 		donors := fmt.Sprintf("%s/d%d", p.Donors(), i)
 		job := GuestJob{Name: fmt.Sprintf("defrag-%d", i), Defrag: true, MkdirDonors: donors}
-		if w.Defrag.Tool == DefragE4defrag {
+		if w.Defrag.Tool == casespec.DefragE4defrag {
 			job.Argv = sub("e4defrag", "--id", fmt.Sprint(i), "--duration", dur)
 		} else {
 			argv := sub("defrag", "--id", fmt.Sprint(i), "--donor-dir", donors, "--duration", dur,

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"patchbay/casespec"
 )
 
 // Every word survives a real shell unchanged, however hostile.
@@ -71,7 +73,7 @@ func TestGuestCommands(t *testing.T) {
 		t.Errorf("verify: %s", v)
 	}
 	c.Filesystem.JournalData = true
-	c.Workload.Defrag.Tool = DefragE4defrag
+	c.Workload.Defrag.Tool = casespec.DefragE4defrag
 	g = c.GuestCommands(1, vmPaths)
 	if g.Prepare[len(g.Prepare)-1] != "--journal-data" || !g.JournalData {
 		t.Errorf("prepare: %q", g.Prepare)

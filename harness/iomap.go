@@ -5,10 +5,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"patchbay/record"
 )
 
 // BufferedIomapEvents fire only on iomap's buffered I/O path: reads,
@@ -18,28 +19,6 @@ import (
 var BufferedIomapEvents = []string{
 	"iomap_readpage", "iomap_readahead", "iomap_writepage", "iomap_writepage_map",
 	"iomap_release_folio", "iomap_invalidate_folio",
-}
-
-// IomapActivity is what the tracepoints saw on the scratch file system:
-// evidence that the case's mount option really put the work files on the
-// iomap buffered I/O path, not only that mount accepted it, and whether
-// large folios were used at all.
-type IomapActivity struct {
-	Dev     string   `json:"dev"`     // major:minor of the scratch file system
-	Enabled []string `json:"enabled"` // iomap events this kernel has and we counted
-	Missing []string `json:"missing,omitempty"`
-	// Events recorded by the ring buffer (kept + overwritten), exact.
-	Setup    int64 `json:"setup_events"`    // mount to the end of prepare (files written and fsynced)
-	Workload int64 `json:"workload_events"` // during the workload phase
-	// A breakdown by event of what the buffer still held at the end: a
-	// lower bound per event once the buffer wrapped.
-	InBuffer map[string]int64 `json:"in_buffer,omitempty"`
-	// Page-cache folios added on the scratch file system from mount to the
-	// end of the workload (exact), those above order 0 (exact), and the
-	// orders of the latter still in their buffer (a lower bound per order).
-	Folios           int64            `json:"folios_added"`
-	LargeFolios      int64            `json:"large_folios_added"`
-	LargeFolioOrders map[string]int64 `json:"large_folio_orders,omitempty"`
 }
 
 // eventCounter counts tracepoint events for one file system in a tracefs
@@ -110,7 +89,7 @@ echo 0 > $I/events/enable; rmdir $I`, t.dir(), t.totalScript())
 }
 
 // parseTraceStart reads startScript's output into a.
-func parseTraceStart(out []byte, a *IomapActivity) error {
+func parseTraceStart(out []byte, a *record.IomapActivity) error {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -184,49 +163,12 @@ func parseTraceCounts(out []byte) (traceCounts, error) {
 
 // notInUse is the setup reason when no buffered-iomap event fired on the
 // scratch file system while prepare wrote and fsynced every work file.
-func (a *IomapActivity) notInUse(mountOptions string) string {
+func notInUse(a *record.IomapActivity, mountOptions string) string {
 	if a.Setup > 0 {
 		return ""
 	}
 	return fmt.Sprintf("buffered iomap not in use: 0 events of %s on dev %s while the work files were written and fsynced (mount -o %s was accepted, but the files use buffer heads)",
 		strings.Join(a.Enabled, ", "), a.Dev, mountOptions)
-}
-
-// OnlyOrderZero says the run added page-cache folios on the scratch file
-// system but none above order 0: whatever the kernel says about large
-// folios, this run did not exercise them.
-func (a *IomapActivity) OnlyOrderZero() bool {
-	return a != nil && a.Folios > 0 && a.LargeFolios == 0
-}
-
-// Summary is one line for logs.
-func (a *IomapActivity) Summary() string {
-	if a == nil {
-		return ""
-	}
-	s := fmt.Sprintf("buffered iomap events on %s: %d in setup, %d in workload; folios added %d, above order 0 %d",
-		a.Dev, a.Setup, a.Workload, a.Folios, a.LargeFolios)
-	if len(a.LargeFolioOrders) > 0 {
-		s += " (orders " + countList(a.LargeFolioOrders) + ")"
-	}
-	if a.OnlyOrderZero() {
-		s += ": only order-0 folios, large folios not exercised"
-	}
-	return s
-}
-
-// countList renders a count map as "k n, k n" in key order.
-func countList(m map[string]int64) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
-	}
-	return strings.Join(parts, ", ")
 }
 
 // iomapTrace is the buffered-iomap check of one run: an iomap event counter
@@ -242,12 +184,12 @@ func newIomapTrace() iomapTrace {
 
 // start enables every counter; the returned reason is non-empty when the
 // kernel cannot show iomap activity at all.
-func (t iomapTrace) start(ctx context.Context, g *guest, rec *RunRecord) (string, error) {
+func (t iomapTrace) start(ctx context.Context, g *guest, rec *record.RunRecord) (string, error) {
 	out, err := g.sh(ctx, time.Minute, "iomap-trace-start.txt", t.iomap.startScript())
 	if err != nil {
 		return "", err
 	}
-	rec.BufferedIomap = &IomapActivity{}
+	rec.BufferedIomap = &record.IomapActivity{}
 	if err := parseTraceStart(out, rec.BufferedIomap); err != nil {
 		return "cannot check buffered iomap: " + err.Error(), nil
 	}
@@ -264,7 +206,7 @@ func (t iomapTrace) start(ctx context.Context, g *guest, rec *RunRecord) (string
 // setupDone records the iomap events of setup and returns the setup reason
 // when there were none, or (requireLarge) when no folio above order 0 was
 // added.
-func (t iomapTrace) setupDone(ctx context.Context, g *guest, rec *RunRecord, mountOptions string, requireLarge bool) (string, error) {
+func (t iomapTrace) setupDone(ctx context.Context, g *guest, rec *record.RunRecord, mountOptions string, requireLarge bool) (string, error) {
 	out, err := g.sh(ctx, time.Minute, "", t.iomap.totalScript())
 	if err != nil {
 		return "", err
@@ -274,7 +216,7 @@ func (t iomapTrace) setupDone(ctx context.Context, g *guest, rec *RunRecord, mou
 		return "", fmt.Errorf("iomap trace: %w", err)
 	}
 	rec.BufferedIomap.Setup = c.Total
-	if reason := rec.BufferedIomap.notInUse(mountOptions); reason != "" || !requireLarge {
+	if reason := notInUse(rec.BufferedIomap, mountOptions); reason != "" || !requireLarge {
 		return reason, nil
 	}
 	var all, large int64
@@ -307,7 +249,7 @@ func largeFoliosNotInUse(dev string, all, large int64) string {
 
 // stop records the workload's iomap events and the folios, and removes the
 // instances.
-func (t iomapTrace) stop(ctx context.Context, g *guest, rec *RunRecord) error {
+func (t iomapTrace) stop(ctx context.Context, g *guest, rec *record.RunRecord) error {
 	a := rec.BufferedIomap
 	for _, c := range []eventCounter{t.iomap, t.folios, t.large} {
 		out, err := g.sh(ctx, 2*time.Minute, "trace-"+c.instance+".txt", c.stopScript())

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"patchbay/casespec"
 	"patchbay/kernel"
+	"patchbay/record"
 	"patchbay/vm"
 )
 
@@ -25,7 +27,7 @@ func TestIomapCheckOnStock(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("outcome %s: %v", rec.Outcome, rec.Reasons)
-	if rec.Outcome != Fail || len(rec.Reasons) != 1 || !strings.HasPrefix(rec.Reasons[0], "setup: buffered iomap not in use") {
+	if rec.Outcome != record.Fail || len(rec.Reasons) != 1 || !strings.HasPrefix(rec.Reasons[0], "setup: buffered iomap not in use") {
 		t.Fatalf("outcome %s %v: want fail with the setup reason 'buffered iomap not in use'", rec.Outcome, rec.Reasons)
 	}
 	a := rec.BufferedIomap
@@ -43,7 +45,7 @@ func TestIomapCheckOnStock(t *testing.T) {
 // counts no buffered-iomap events for buffered writes and fsync.
 func TestIomapTracerCounts(t *testing.T) {
 	e := newFaultEnv(t)
-	e.c.Workload.Duration = Duration(2 * time.Second)
+	e.c.Workload.Duration = casespec.Duration(2 * time.Second)
 	r := e.runner(t)
 	type step struct {
 		name  string
@@ -74,7 +76,7 @@ func TestIomapTracerCounts(t *testing.T) {
 			io:    "dd if=/dev/urandom of=" + workDir + "/fol2 bs=65536 count=16 conv=fsync status=none && echo 3 > /proc/sys/vm/drop_caches && cat " + workDir + "/fol2 > /dev/null",
 			check: func(n int64) bool { return n == 0 }, want: "0 (stock 6.12 ext4 has no large folios)"},
 	}
-	whole := &RunRecord{}
+	whole := &record.RunRecord{}
 	var wholeErr error
 	r.BeforePhase = func(ctx context.Context, phase string, m *vm.Machine) error {
 		if phase != "workload" {
@@ -90,7 +92,7 @@ func TestIomapTracerCounts(t *testing.T) {
 			c, s.err = parseTraceCounts(out)
 			s.got = c.Total
 			if s.err == nil {
-				var a IomapActivity
+				var a record.IomapActivity
 				s.err = parseTraceStart(out, &a)
 			}
 		}
@@ -122,7 +124,7 @@ func TestIomapTracerCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Outcome != Pass {
+	if rec.Outcome != record.Pass {
 		t.Errorf("run outcome %s %v", rec.Outcome, rec.Reasons)
 	}
 	if a := whole.BufferedIomap; wholeErr != nil || a == nil || a.Setup != 0 || a.Folios < 32 || a.LargeFolios != 0 || !a.OnlyOrderZero() {

@@ -3,10 +3,12 @@ package harness
 import (
 	"strings"
 	"testing"
+
+	"patchbay/record"
 )
 
 func TestParseTraceStart(t *testing.T) {
-	var a IomapActivity
+	var a record.IomapActivity
 	out := "event iomap_readpage\nmissing iomap_writepage\nevent iomap_writepage_map\ndev 254:16\n"
 	if err := parseTraceStart([]byte(out), &a); err != nil {
 		t.Fatal(err)
@@ -19,7 +21,7 @@ func TestParseTraceStart(t *testing.T) {
 		"missing iomap_readpage\nmissing iomap_readahead\ndev 254:16\n": "none of the trace events",
 		"event iomap_readpage\n": "no device",
 	} {
-		var a IomapActivity
+		var a record.IomapActivity
 		err := parseTraceStart([]byte(out), &a)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want %q", out, err, want)
@@ -49,7 +51,7 @@ func TestParseTraceCounts(t *testing.T) {
 }
 
 func TestIomapSummaryWarnsOnOrderZero(t *testing.T) {
-	a := &IomapActivity{Dev: "254:16", Setup: 5, Workload: 9, Folios: 300}
+	a := &record.IomapActivity{Dev: "254:16", Setup: 5, Workload: 9, Folios: 300}
 	if !a.OnlyOrderZero() || !strings.Contains(a.Summary(), "only order-0 folios") {
 		t.Errorf("order 0 only: %v %q", a.OnlyOrderZero(), a.Summary())
 	}
@@ -57,21 +59,21 @@ func TestIomapSummaryWarnsOnOrderZero(t *testing.T) {
 	if a.OnlyOrderZero() || !strings.Contains(a.Summary(), "(orders 2 10, 4 2)") {
 		t.Errorf("with large folios: %v %q", a.OnlyOrderZero(), a.Summary())
 	}
-	if (&IomapActivity{}).OnlyOrderZero() {
+	if (&record.IomapActivity{}).OnlyOrderZero() {
 		t.Error("no folios at all is not 'only order 0'")
 	}
 }
 
 func TestIomapNotInUse(t *testing.T) {
-	a := &IomapActivity{Dev: "254:16", Enabled: []string{"iomap_readpage", "iomap_writepage_map"}}
-	r := a.notInUse("buffered_iomap")
+	a := &record.IomapActivity{Dev: "254:16", Enabled: []string{"iomap_readpage", "iomap_writepage_map"}}
+	r := notInUse(a, "buffered_iomap")
 	for _, want := range []string{"buffered iomap not in use", "0 events", "iomap_writepage_map", "254:16", "-o buffered_iomap"} {
 		if !strings.Contains(r, want) {
 			t.Errorf("reason %q does not contain %q", r, want)
 		}
 	}
 	a.Setup = 1
-	if r := a.notInUse("buffered_iomap"); r != "" {
+	if r := notInUse(a, "buffered_iomap"); r != "" {
 		t.Errorf("with events: reason %q", r)
 	}
 }

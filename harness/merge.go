@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"patchbay/record"
 	"patchbay/safefile"
 )
 
@@ -25,7 +26,7 @@ import (
 // of different plans, and a (variant, index) run present twice. The result
 // has the runs of every part, per variant in index order, as the
 // unsharded run would have them; its Dir is empty.
-func Merge(parts []*Summary) (*Summary, error) {
+func Merge(parts []*record.Summary) (*record.Summary, error) {
 	if len(parts) == 0 {
 		return nil, errors.New("merge: no results directories")
 	}
@@ -49,7 +50,7 @@ func Merge(parts []*Summary) (*Summary, error) {
 		return nil, err
 	}
 
-	out := &Summary{
+	out := &record.Summary{
 		Case: first.Case, Question: first.Question, CaseFile: first.CaseFile, Inputs: first.Inputs, Baseline: first.Baseline,
 		Seed: first.Seed, Workload: first.Workload, Shard: shard,
 	}
@@ -94,7 +95,7 @@ func Merge(parts []*Summary) (*Summary, error) {
 			if !ok {
 				i = len(out.Variants)
 				index[v.Name] = i
-				out.Variants = append(out.Variants, VariantSummary{
+				out.Variants = append(out.Variants, record.VariantSummary{
 					Name: v.Name, Description: v.Description, Patches: v.Patches, Expect: v.Expect,
 				})
 			}
@@ -133,7 +134,7 @@ func Merge(parts []*Summary) (*Summary, error) {
 // mergeKernel folds part dir's view of variant v into m: a part that did not
 // build the variant (no job of it in that shard) says nothing; otherwise
 // the kernel keys must agree.
-func mergeKernel(m, v *VariantSummary, prevDir, dir string) error {
+func mergeKernel(m, v *record.VariantSummary, prevDir, dir string) error {
 	switch {
 	case v.Kernel == nil && v.BuildError == "":
 		return nil
@@ -155,8 +156,8 @@ func mergeKernel(m, v *VariantSummary, prevDir, dir string) error {
 // mergeShards checks that sharded parts come from one plan and returns the
 // merged Shard field: "" when every shard (or no sharded part) is there,
 // else the shards present, e.g. "0,2/4".
-func mergeShards(parts []*Summary) (string, error) {
-	var sharded, plain *Summary
+func mergeShards(parts []*record.Summary) (string, error) {
+	var sharded, plain *record.Summary
 	for _, p := range parts {
 		if p.Shard == "" {
 			plain = cmpOr(plain, p)
@@ -203,7 +204,7 @@ func mergeShards(parts []*Summary) (string, error) {
 	return strings.Join(idx, ",") + "/" + strconv.Itoa(first.Count), nil
 }
 
-func cmpOr(a, b *Summary) *Summary {
+func cmpOr(a, b *record.Summary) *record.Summary {
 	if a != nil {
 		return a
 	}
@@ -214,7 +215,7 @@ func cmpOr(a, b *Summary) *Summary {
 // run's relative Dir) under out at the same relative path: hard links
 // where the file system allows, copies otherwise. Existing files are not
 // overwritten.
-func LinkRuns(out string, parts []*Summary) error {
+func LinkRuns(out string, parts []*record.Summary) error {
 	for _, p := range parts {
 		for _, v := range p.Variants {
 			for _, r := range v.Runs {

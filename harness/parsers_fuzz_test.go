@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"patchbay/record"
 )
 
 // FuzzFioOutput: fio's output mixes messages into its JSON; the parsers
@@ -52,7 +54,7 @@ func FuzzTraceOutput(f *testing.F) {
 				}
 			}
 		}
-		var a IomapActivity
+		var a record.IomapActivity
 		if err := parseTraceStart(data, &a); err == nil && (a.Dev == "" || len(a.Enabled) == 0) {
 			t.Fatalf("accepted %+v", a)
 		}

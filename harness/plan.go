@@ -4,17 +4,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"patchbay/record"
 )
-
-// Job is one run of the matrix: variant's run number Index with its seed.
-type Job struct {
-	Variant string `json:"variant"`
-	Index   int    `json:"index"`
-	Seed    uint64 `json:"seed"`
-}
-
-// String is "variant#index (seed N)".
-func (j Job) String() string { return fmt.Sprintf("%s#%d (seed %d)", j.Variant, j.Index, j.Seed) }
 
 // Plan is the run matrix of a case in the order RunCase schedules it: run 0
 // of every variant, then run 1, ... (so a session stopped early still has
@@ -22,14 +14,14 @@ func (j Job) String() string { return fmt.Sprintf("%s#%d (seed %d)", j.Variant, 
 // seed+k, whatever else is scheduled: a shard, a rerun or a larger --runs
 // gives each (variant, index) the same seed. variants empty means all,
 // baseline first; names are not checked here (see Case.SelectVariants).
-func Plan(c *Case, variants []string, runs int, seed uint64) []Job {
+func Plan(c *Case, variants []string, runs int, seed uint64) []record.Job {
 	if len(variants) == 0 {
 		variants = c.VariantNames()
 	}
-	var jobs []Job
+	var jobs []record.Job
 	for k := 0; k < runs; k++ {
 		for _, v := range variants {
-			jobs = append(jobs, Job{Variant: v, Index: k, Seed: seed + uint64(k)})
+			jobs = append(jobs, record.Job{Variant: v, Index: k, Seed: seed + uint64(k)})
 		}
 	}
 	return jobs
@@ -46,8 +38,8 @@ func ShardOf(j, k int) int {
 
 // Shard returns the jobs of shard i of k: job j of the plan goes to shard
 // j % k. k <= 1 returns every job.
-func Shard(jobs []Job, i, k int) []Job {
-	var out []Job
+func Shard(jobs []record.Job, i, k int) []record.Job {
+	var out []record.Job
 	for j, job := range jobs {
 		if ShardOf(j, k) == i {
 			out = append(out, job)

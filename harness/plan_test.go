@@ -6,24 +6,27 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"patchbay/casespec"
+	"patchbay/record"
 )
 
 func planCase() *Case {
-	return &Case{File: "case.yaml", Baseline: "eopnotsupp", Variants: map[string]Variant{
+	return &Case{File: "case.yaml", Baseline: "eopnotsupp", Variants: map[string]casespec.Variant{
 		"eopnotsupp": {}, "fallback": {}, "fallback-flush": {},
 	}}
 }
 
 func TestPlanOrderAndSeeds(t *testing.T) {
 	jobs := Plan(planCase(), nil, 2, 7)
-	want := []Job{
-		{"eopnotsupp", 0, 7}, {"fallback", 0, 7}, {"fallback-flush", 0, 7},
-		{"eopnotsupp", 1, 8}, {"fallback", 1, 8}, {"fallback-flush", 1, 8},
+	want := []record.Job{
+		{Variant: "eopnotsupp", Index: 0, Seed: 7}, {Variant: "fallback", Index: 0, Seed: 7}, {Variant: "fallback-flush", Index: 0, Seed: 7},
+		{Variant: "eopnotsupp", Index: 1, Seed: 8}, {Variant: "fallback", Index: 1, Seed: 8}, {Variant: "fallback-flush", Index: 1, Seed: 8},
 	}
 	if !reflect.DeepEqual(jobs, want) {
 		t.Fatalf("Plan = %v\nwant %v", jobs, want)
 	}
-	if got := Plan(planCase(), []string{"fallback"}, 3, 100); !reflect.DeepEqual(got, []Job{{"fallback", 0, 100}, {"fallback", 1, 101}, {"fallback", 2, 102}}) {
+	if got := Plan(planCase(), []string{"fallback"}, 3, 100); !reflect.DeepEqual(got, []record.Job{{Variant: "fallback", Index: 0, Seed: 100}, {Variant: "fallback", Index: 1, Seed: 101}, {Variant: "fallback", Index: 2, Seed: 102}}) {
 		t.Errorf("one variant: %v", got)
 	}
 }
@@ -33,7 +36,7 @@ func TestShardsPartitionThePlan(t *testing.T) {
 	for _, runs := range []int{1, 2, 5} {
 		for k := 1; k <= 7; k++ {
 			plan := Plan(planCase(), nil, runs, 42)
-			seen := map[Job]int{}
+			seen := map[record.Job]int{}
 			for i := 0; i < k; i++ {
 				for _, j := range Shard(plan, i, k) {
 					seen[j]++
@@ -50,7 +53,7 @@ func TestShardsPartitionThePlan(t *testing.T) {
 		}
 	}
 	plan := Plan(planCase(), []string{"eopnotsupp"}, 2, 7)
-	if got := Shard(plan, 1, 2); !reflect.DeepEqual(got, []Job{{"eopnotsupp", 1, 8}}) {
+	if got := Shard(plan, 1, 2); !reflect.DeepEqual(got, []record.Job{{Variant: "eopnotsupp", Index: 1, Seed: 8}}) {
 		t.Errorf("shard 1/2 = %v", got)
 	}
 	if got := Shard(plan, 3, 4); len(got) != 0 {
@@ -81,17 +84,17 @@ func TestSelectJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(names) != 3 || !reflect.DeepEqual(jobs, []Job{{"fallback", 0, 7}, {"eopnotsupp", 1, 8}, {"fallback-flush", 1, 8}}) {
+	if len(names) != 3 || !reflect.DeepEqual(jobs, []record.Job{{Variant: "fallback", Index: 0, Seed: 7}, {Variant: "eopnotsupp", Index: 1, Seed: 8}, {Variant: "fallback-flush", Index: 1, Seed: 8}}) {
 		t.Errorf("shard 1/2: %v %v", names, jobs)
 	}
-	names, jobs, err = selectJobs(c, Options{Runs: 5, Seed: 1, Only: []Job{{"fallback", 3, 4}}})
-	if err != nil || !reflect.DeepEqual(names, []string{"fallback"}) || !reflect.DeepEqual(jobs, []Job{{"fallback", 3, 4}}) {
+	names, jobs, err = selectJobs(c, Options{Runs: 5, Seed: 1, Only: []record.Job{{Variant: "fallback", Index: 3, Seed: 4}}})
+	if err != nil || !reflect.DeepEqual(names, []string{"fallback"}) || !reflect.DeepEqual(jobs, []record.Job{{Variant: "fallback", Index: 3, Seed: 4}}) {
 		t.Errorf("only: %v %v %v", names, jobs, err)
 	}
 	for name, opt := range map[string]Options{
 		"unknown variant":      {Variants: []string{"nope"}},
-		"only unknown":         {Variants: []string{"fallback"}, Only: []Job{{"eopnotsupp", 0, 1}}},
-		"only sharded":         {Only: []Job{{"fallback", 0, 1}}, Shard: ShardSpec{0, 2}},
+		"only unknown":         {Variants: []string{"fallback"}, Only: []record.Job{{Variant: "eopnotsupp", Index: 0, Seed: 1}}},
+		"only sharded":         {Only: []record.Job{{Variant: "fallback", Index: 0, Seed: 1}}, Shard: ShardSpec{0, 2}},
 		"stop early sharded":   {StopEarly: true, Shard: ShardSpec{0, 2}},
 		"stop early no base":   {StopEarly: true, Variants: []string{"fallback"}},
 		"shard out of range":   {Shard: ShardSpec{2, 2}},
@@ -104,12 +107,12 @@ func TestSelectJobs(t *testing.T) {
 }
 
 func TestStopEarlyReason(t *testing.T) {
-	recs := func(spec map[string]string) []*RunRecord {
-		var out []*RunRecord
+	recs := func(spec map[string]string) []*record.RunRecord {
+		var out []*record.RunRecord
 		for _, v := range []string{"eopnotsupp", "fallback"} {
 			for i, c := range spec[v] {
-				o := map[rune]Outcome{'p': Pass, 'c': Crash, 'f': Fail, 'i': InfraError}[c]
-				out = append(out, &RunRecord{Variant: v, Index: i, Outcome: o})
+				o := map[rune]record.Outcome{'p': record.Pass, 'c': record.Crash, 'f': record.Fail, 'i': record.InfraError}[c]
+				out = append(out, &record.RunRecord{Variant: v, Index: i, Outcome: o})
 			}
 		}
 		return out
@@ -138,21 +141,21 @@ func TestStopEarlyReason(t *testing.T) {
 
 // fakeRuns plays a session without VMs: the baseline passes, fallback
 // crashes, jobs in plan order.
-func fakeRuns(jobs []Job, calls *atomic.Int32) func(i int) (*RunRecord, error) {
-	return func(i int) (*RunRecord, error) {
+func fakeRuns(jobs []record.Job, calls *atomic.Int32) func(i int) (*record.RunRecord, error) {
+	return func(i int) (*record.RunRecord, error) {
 		calls.Add(1)
-		o := Pass
+		o := record.Pass
 		if jobs[i].Variant == "fallback" {
-			o = Crash
+			o = record.Crash
 		}
-		return &RunRecord{Variant: jobs[i].Variant, Index: jobs[i].Index, Seed: jobs[i].Seed, Outcome: o}, nil
+		return &record.RunRecord{Variant: jobs[i].Variant, Index: jobs[i].Index, Seed: jobs[i].Seed, Outcome: o}, nil
 	}
 }
 
 func TestScheduleStopsEarly(t *testing.T) {
 	c := planCase()
 	jobs := Plan(c, []string{"eopnotsupp", "fallback"}, 10, 1)
-	stop := func(recs []*RunRecord) string { return stopEarlyReason("eopnotsupp", recs) }
+	stop := func(recs []*record.RunRecord) string { return stopEarlyReason("eopnotsupp", recs) }
 	var calls atomic.Int32
 	res := schedule(context.Background(), len(jobs), 1, fakeRuns(jobs, &calls), stop)
 	// After 7 runs (eopnotsupp 0/4 failed, fallback 3/3): p = 1/35 = 0.029.
@@ -179,7 +182,7 @@ func TestScheduleStopsEarly(t *testing.T) {
 	// A cancelled context hands out nothing more.
 	ctx, cancel := context.WithCancel(context.Background())
 	calls.Store(0)
-	res = schedule(ctx, len(jobs), 1, func(i int) (*RunRecord, error) {
+	res = schedule(ctx, len(jobs), 1, func(i int) (*record.RunRecord, error) {
 		if i == 2 {
 			cancel()
 		}

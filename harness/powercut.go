@@ -9,8 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"patchbay/casespec"
 	pbguest "patchbay/guest"
 	"patchbay/kernel"
+	"patchbay/record"
 	"patchbay/vm"
 )
 
@@ -21,56 +23,6 @@ const ackDev = "/dev/vdc"
 // replayPhase names the verify pass after the power cut.
 const replayPhase = "replay"
 
-// PowerCutSpec asks for a power cut under load: at a moment drawn from the
-// run's seed within After ("5s..15s", or one duration), measured from the
-// start of the workload, the VM is cut without a sync, booted again on the
-// same disks, the file system mounted (journal replay), every block checked
-// against the generations the writers had acknowledged by fsync/msync,
-// and e2fsck run. The workers die in the cut, so moves and refusals are
-// not counted.
-type PowerCutSpec struct {
-	After string `yaml:"after"`
-
-	lo, hi time.Duration // parsed from After by validate
-}
-
-// parseAfter reads "A..B" or "A".
-func (p *PowerCutSpec) parseAfter() error {
-	a, b, isRange := strings.Cut(p.After, "..")
-	if !isRange {
-		b = a
-	}
-	lo, err1 := time.ParseDuration(strings.TrimSpace(a))
-	hi, err2 := time.ParseDuration(strings.TrimSpace(b))
-	switch {
-	case p.After == "":
-		return errors.New("missing: a moment like 10s or a range like 5s..15s")
-	case err1 != nil || err2 != nil:
-		return fmt.Errorf("%q: want a duration like 10s or a range like 5s..15s", p.After)
-	case lo <= 0 || hi < lo:
-		return fmt.Errorf("%q: want 0 < start <= end", p.After)
-	}
-	p.lo, p.hi = lo, hi
-	return nil
-}
-
-// Moment is the run's cut time after the workload starts: lo plus a
-// seed-derived offset in whole milliseconds, so a seed reproduces its cut.
-func (p *PowerCutSpec) Moment(seed uint64) time.Duration {
-	span := uint64((p.hi - p.lo) / time.Millisecond)
-	if span == 0 {
-		return p.lo
-	}
-	return p.lo + time.Duration(splitmix64(seed^0x706f776572637574)%(span+1))*time.Millisecond
-}
-
-func splitmix64(x uint64) uint64 {
-	x += 0x9e3779b97f4a7c15
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
-	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
-	return x ^ (x >> 31)
-}
-
 // validatePowerCut checks workload.power_cut against the rest of the case.
 func (c *Case) validatePowerCut(bad func(field, msg string)) {
 	w := &c.Workload
@@ -78,17 +30,18 @@ func (c *Case) validatePowerCut(bad func(field, msg string)) {
 	if pc == nil {
 		return
 	}
-	if err := pc.parseAfter(); err != nil {
+	if err := pc.Parse(); err != nil {
 		bad("workload.power_cut.after", err.Error())
 		return
 	}
-	if w.Kind != WorkloadPatchbay {
+	if w.Kind != casespec.WorkloadPatchbay {
 		bad("workload.power_cut", "needs the patchbay workload: its writers record what they acknowledged")
 	}
+	_, hi := pc.Window()
 	// The writers must still be writing when the cut comes (they start a
 	// second or two after the workload phase begins).
-	if w.Duration.D() < pc.hi+5*time.Second {
-		bad("workload.duration", fmt.Sprintf("%s: a power cut at up to %s needs a duration of at least %s", w.Duration.D(), pc.hi, pc.hi+5*time.Second))
+	if w.Duration.D() < hi+5*time.Second {
+		bad("workload.duration", fmt.Sprintf("%s: a power cut at up to %s needs a duration of at least %s", w.Duration.D(), hi, hi+5*time.Second))
 	}
 	syncs := (w.MmapWriters > 0 && w.MsyncEvery > 0) || (w.PwriteWriters > 0 && (w.FsyncEvery > 0 || w.FdatasyncEvery > 0))
 	if !syncs {
@@ -100,17 +53,6 @@ func (c *Case) validatePowerCut(bad func(field, msg string)) {
 			bad("variants."+name+".expect", "workload.power_cut: the defrag workers die in the cut, so moves and refusals are not counted; expect max_bad_blocks, fsck_clean, no_findings")
 		}
 	}
-}
-
-// PowerCutResult is what a power-cut run recorded (run.json power_cut).
-type PowerCutResult struct {
-	AfterS           float64 `json:"after_s"`           // the seeded moment, from the start of the workload
-	CutS             float64 `json:"cut_s"`             // when the cut came, same origin
-	ReplayBootS      float64 `json:"replay_boot_s"`     // QEMU start to SSH, second boot
-	JournalRecovered bool    `json:"journal_recovered"` // the mount said "recovery complete"
-	AckRecords       uint64  `json:"ack_records"`       // syncs acknowledged before the cut
-	AckedBlocks      int     `json:"acked_blocks"`      // blocks with an acknowledged generation > 0
-	MaxAckedGen      int64   `json:"max_acked_gen"`
 }
 
 // disks makes the run's raw disks: the scratch disk, and for a power cut
@@ -131,10 +73,10 @@ func (r *Runner) disks(scratchDir, scratch string) ([]string, error) {
 // powerCut runs the workload, cuts the VM at the seeded moment, and checks
 // the disks in a second boot of the same kernel. It replaces the workload
 // and verify phases of an ordinary run.
-func (r *Runner) powerCut(ctx context.Context, g *guest, rec *RunRecord, st RunStatus, k *kernel.Artifact, dir string, disks []string) RunStatus {
+func (r *Runner) powerCut(ctx context.Context, g *guest, rec *record.RunRecord, st RunStatus, k *kernel.Artifact, dir string, disks []string) RunStatus {
 	pc := r.Case.Workload.PowerCut
 	after := pc.Moment(rec.Seed)
-	rec.PowerCut = &PowerCutResult{AfterS: after.Seconds()}
+	rec.PowerCut = &record.PowerCutResult{AfterS: after.Seconds()}
 	// prepare wrote generation 0 everywhere: make it durable, so that 0 is
 	// the floor of every block nobody acknowledged.
 	if _, err := g.sh(ctx, 2*time.Minute, "", "sync"); err != nil {
@@ -179,7 +121,7 @@ func (r *Runner) powerCut(ctx context.Context, g *guest, rec *RunRecord, st RunS
 // replay boots the same kernel on the same disks, mounts the scratch file
 // system (journal replay), checks every block against the acknowledged
 // generations, and runs e2fsck. Its console and QEMU log are in replay/.
-func (r *Runner) replay(ctx context.Context, g0 *guest, rec *RunRecord, st RunStatus, k *kernel.Artifact, dir string, disks []string) RunStatus {
+func (r *Runner) replay(ctx context.Context, g0 *guest, rec *record.RunRecord, st RunStatus, k *kernel.Artifact, dir string, disks []string) RunStatus {
 	c := r.Case
 	signer, err := r.Image.Signer()
 	if err != nil {
@@ -244,7 +186,7 @@ func (r *Runner) replay(ctx context.Context, g0 *guest, rec *RunRecord, st RunSt
 	}
 	g.saveJSON("verify.json", map[string]json.RawMessage{replayPhase: out})
 	var v struct {
-		VerifyResult
+		record.VerifyResult
 		Acks *pbguest.AckStats `json:"acks"`
 	}
 	if err := json.Unmarshal(out, &v); err != nil || v.Acks == nil {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"patchbay/record"
 )
 
 // TestPowerCutEndToEnd cuts real VMs under load: on stock 6.12 every block
@@ -35,7 +37,7 @@ func TestPowerCutEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	runs := map[string]*RunRecord{}
+	runs := map[string]*record.RunRecord{}
 	for i := range sum.Variants {
 		v := &sum.Variants[i]
 		if len(v.Runs) != 1 {
@@ -61,10 +63,10 @@ func TestPowerCutEndToEnd(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	if r := runs["stock"]; r.Outcome != Pass || r.BadBlocks() != 0 || !r.Fsck.Clean {
+	if r := runs["stock"]; r.Outcome != record.Pass || r.BadBlocks() != 0 || !r.Fsck.Clean {
 		t.Errorf("stock: %s %v, %d bad blocks: want a clean pass", r.Outcome, r.Reasons, r.BadBlocks())
 	}
-	if r := runs["lost-fsync"]; r.Outcome != Fail || len(r.Verify) != 1 || r.Verify[0].Counts["stale"] == 0 {
+	if r := runs["lost-fsync"]; r.Outcome != record.Fail || len(r.Verify) != 1 || r.Verify[0].Counts["stale"] == 0 {
 		t.Errorf("lost-fsync: %s %v: want a fail with stale acknowledged blocks", r.Outcome, r.Reasons)
 	} else {
 		t.Logf("lost-fsync: %d of %d acknowledged blocks older than acknowledged after the cut at %.1fs",

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"patchbay/record"
 )
 
 // Two sessions of one case started in the same second get two directories.
@@ -69,13 +71,13 @@ func TestResultsDirNeverReusesAName(t *testing.T) {
 	}
 }
 
-func readSummaryFile(t *testing.T, dir string) *Summary {
+func readSummaryFile(t *testing.T, dir string) *record.Summary {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(dir, "summary.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var s Summary
+	var s record.Summary
 	if err := json.Unmarshal(data, &s); err != nil {
 		t.Fatal(err)
 	}
@@ -87,28 +89,28 @@ func readSummaryFile(t *testing.T, dir string) *Summary {
 // kill -9 after two runs leaves.
 func TestCheckpointLeavesAReadableSummaryAfterEveryRun(t *testing.T) {
 	dir := t.TempDir()
-	sum := &Summary{Case: "c", Baseline: "base", Started: time.Now().UTC(), Dir: dir,
-		Variants: []VariantSummary{{Name: "base"}, {Name: "fix"}}}
+	sum := &record.Summary{Case: "c", Baseline: "base", Started: time.Now().UTC(), Dir: dir,
+		Variants: []record.VariantSummary{{Name: "base"}, {Name: "fix"}}}
 	cp := &checkpoint{sum: sum}
-	jobs := []Job{{"base", 0, 1}, {"fix", 0, 1}, {"base", 1, 2}, {"fix", 1, 2}}
+	jobs := []record.Job{{Variant: "base", Index: 0, Seed: 1}, {Variant: "fix", Index: 0, Seed: 1}, {Variant: "base", Index: 1, Seed: 2}, {Variant: "fix", Index: 1, Seed: 2}}
 	if err := cp.start(jobs); err != nil {
 		t.Fatal(err)
 	}
 	if got := readSummaryFile(t, dir); len(got.NotFinished) != 4 || got.Case != "c" {
 		t.Fatalf("before the first run: not_finished %v, case %q", got.NotFinished, got.Case)
 	}
-	if err := cp.done(jobs[1], &RunRecord{Variant: "fix", Index: 0, Seed: 1, Outcome: Crash}); err != nil {
+	if err := cp.done(jobs[1], &record.RunRecord{Variant: "fix", Index: 0, Seed: 1, Outcome: record.Crash}); err != nil {
 		t.Fatal(err)
 	}
-	if err := cp.done(jobs[0], &RunRecord{Variant: "base", Index: 0, Seed: 1, Outcome: Pass}); err != nil {
+	if err := cp.done(jobs[0], &record.RunRecord{Variant: "base", Index: 0, Seed: 1, Outcome: record.Pass}); err != nil {
 		t.Fatal(err)
 	}
 	got := readSummaryFile(t, dir)
 	if want := jobs[2:]; fmt.Sprint(got.NotFinished) != fmt.Sprint(want) {
 		t.Errorf("not_finished %v, want %v", got.NotFinished, want)
 	}
-	if len(got.Variants) != 2 || len(got.Variants[0].Runs) != 1 || got.Variants[0].Runs[0].Outcome != Pass ||
-		len(got.Variants[1].Runs) != 1 || got.Variants[1].Runs[0].Outcome != Crash {
+	if len(got.Variants) != 2 || len(got.Variants[0].Runs) != 1 || got.Variants[0].Runs[0].Outcome != record.Pass ||
+		len(got.Variants[1].Runs) != 1 || got.Variants[1].Runs[0].Outcome != record.Crash {
 		t.Errorf("runs on disk: %+v", got.Variants)
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, ".*.tmp")); len(left) > 0 {
@@ -148,7 +150,7 @@ func TestWriteFileAtomicConcurrentWriters(t *testing.T) {
 // The verify passes check the same blocks: a block lost once is bad in
 // each pass and must be counted once.
 func TestBadBlocksIsTheWorstPassNotTheSum(t *testing.T) {
-	r := &RunRecord{Verify: []VerifyResult{{Phase: "live", BadTotal: 468}, {Phase: "dropcache", BadTotal: 468}, {Phase: "remount", BadTotal: 12}}}
+	r := &record.RunRecord{Verify: []record.VerifyResult{{Phase: "live", BadTotal: 468}, {Phase: "dropcache", BadTotal: 468}, {Phase: "remount", BadTotal: 12}}}
 	if got := r.BadBlocks(); got != 468 {
 		t.Errorf("BadBlocks = %d, want 468 (the worst pass)", got)
 	}
@@ -169,23 +171,23 @@ func TestBuildErrorNamesTheVariantOnce(t *testing.T) {
 // it starts, so a session killed mid-round names the runs in flight.
 func TestCheckpointDecideBeginsJobsAsTheyStart(t *testing.T) {
 	dir := t.TempDir()
-	sum := &Summary{Case: "c", Baseline: "base", Started: time.Now().UTC(), Dir: dir,
-		Variants: []VariantSummary{{Name: "base"}, {Name: "fix"}}}
+	sum := &record.Summary{Case: "c", Baseline: "base", Started: time.Now().UTC(), Dir: dir,
+		Variants: []record.VariantSummary{{Name: "base"}, {Name: "fix"}}}
 	cp := &checkpoint{sum: sum}
 	if err := cp.start(nil); err != nil {
 		t.Fatal(err)
 	}
-	a, b := Job{"base", 0, 7}, Job{"fix", 0, 7}
-	for _, j := range []Job{a, b} {
+	a, b := record.Job{Variant: "base", Index: 0, Seed: 7}, record.Job{Variant: "fix", Index: 0, Seed: 7}
+	for _, j := range []record.Job{a, b} {
 		if err := cp.begin(j); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := cp.done(a, &RunRecord{Variant: "base", Index: 0, Seed: 7, Outcome: Pass}); err != nil {
+	if err := cp.done(a, &record.RunRecord{Variant: "base", Index: 0, Seed: 7, Outcome: record.Pass}); err != nil {
 		t.Fatal(err)
 	}
 	got := readSummaryFile(t, dir)
-	if fmt.Sprint(got.NotFinished) != fmt.Sprint([]Job{b}) || len(got.Variants[0].Runs) != 1 || len(got.Variants[1].Runs) != 0 {
+	if fmt.Sprint(got.NotFinished) != fmt.Sprint([]record.Job{b}) || len(got.Variants[0].Runs) != 1 || len(got.Variants[1].Runs) != 0 {
 		t.Errorf("after one of two runs of a round: not_finished %v, runs %d/%d", got.NotFinished, len(got.Variants[0].Runs), len(got.Variants[1].Runs))
 	}
 }

@@ -14,8 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"patchbay/casespec"
 	"patchbay/images"
 	"patchbay/kernel"
+	"patchbay/record"
 	"patchbay/safefile"
 	"patchbay/triage"
 	"patchbay/triage/symbolize"
@@ -63,13 +65,13 @@ type Runner struct {
 // RunOne runs variant's run number index with the given seed and kernel.
 // It always returns a record with an outcome; the error is only for results
 // that could not be written.
-func (r *Runner) RunOne(ctx context.Context, variant string, index int, seed uint64, k *kernel.Artifact) (*RunRecord, error) {
+func (r *Runner) RunOne(ctx context.Context, variant string, index int, seed uint64, k *kernel.Artifact) (*record.RunRecord, error) {
 	rel := filepath.Join(variant, fmt.Sprint(index))
 	dir := filepath.Join(r.ResultsDir, rel)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("results directory: %w", err)
 	}
-	rec := &RunRecord{
+	rec := &record.RunRecord{
 		Case: r.Case.Name, Variant: variant, Index: index, Seed: seed,
 		Kernel: k.Key, Release: k.Release, Accel: r.Accel, Started: time.Now().UTC(), Dir: rel,
 	}
@@ -105,7 +107,7 @@ func (r *Runner) logf(format string, args ...any) {
 
 // execute boots the VM and drives the phases; it fills rec and returns how
 // the run went. The VM is always closed and the console triaged.
-func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *kernel.Artifact) (st RunStatus, kept *vm.Machine) {
+func (r *Runner) execute(ctx context.Context, rec *record.RunRecord, dir string, k *kernel.Artifact) (st RunStatus, kept *vm.Machine) {
 	c := r.Case
 	// The scratch disk is sparse, per run, and not evidence: keep it out of
 	// the results directory (which may be small, slow or shared).
@@ -252,7 +254,7 @@ func (r *Runner) execute(ctx context.Context, rec *RunRecord, dir string, k *ker
 
 // triage parses the console (it survives a dead SSH) and dmesg, keeping the
 // first occurrence of each distinct finding.
-func (r *Runner) triage(ctx context.Context, rec *RunRecord, dir string, console []byte, vmlinux string) {
+func (r *Runner) triage(ctx context.Context, rec *record.RunRecord, dir string, console []byte, vmlinux string) {
 	findings := triage.Parse(console)
 	seen := map[string]bool{}
 	for _, f := range findings {
@@ -277,7 +279,7 @@ func (r *Runner) triage(ctx context.Context, rec *RunRecord, dir string, console
 // symbolizeFindings adds file:line to the findings' stack frames when the
 // kernel was built with debug info; without it there is nothing to add, and
 // a failure only costs the annotation, never the finding.
-func symbolizeFindings(ctx context.Context, rec *RunRecord, vmlinux string) {
+func symbolizeFindings(ctx context.Context, rec *record.RunRecord, vmlinux string) {
 	if len(rec.Findings) == 0 || vmlinux == "" || !symbolize.Available() {
 		return
 	}
@@ -427,13 +429,13 @@ func (r *Runner) commands(seed uint64) GuestCommands { return r.Case.GuestComman
 
 // setup makes and mounts the file system and the work files. It returns a
 // non-empty reason when the case's setup did not take effect.
-func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, error) {
+func (r *Runner) setup(ctx context.Context, g *guest, rec *record.RunRecord) (string, error) {
 	fs := r.Case.Filesystem
 	gc := r.commands(rec.Seed)
 	cmd := fmt.Sprintf("set -e; %s; mkdir -p %s; %s; mkdir -p %s %s %s",
 		ShellJoin(gc.Mkfs), mountPoint, ShellJoin(gc.Mount), workDir, donorDir, guestTmp)
 	prep := ShellJoin(gc.Prepare)
-	if r.Case.Workload.Kind != WorkloadFio && !fs.CheckBufferedIomap {
+	if r.Case.Workload.Kind != casespec.WorkloadFio && !fs.CheckBufferedIomap {
 		// One session for the file system, the work files and lsattr.
 		steps := []step{{"setup.txt", cmd}, {"prepare.json", prep}}
 		if fs.JournalData {
@@ -448,7 +450,7 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, e
 	if _, err := g.sh(ctx, 2*time.Minute, "setup.txt", cmd); err != nil {
 		return "", err
 	}
-	if r.Case.Workload.Kind == WorkloadFio {
+	if r.Case.Workload.Kind == casespec.WorkloadFio {
 		return "", nil // fio lays out its own files
 	}
 	trace := newIomapTrace()
@@ -483,7 +485,7 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *RunRecord) (string, e
 
 // checkPrepared reads prepare's JSON into rec and, given lsattr's output,
 // checks that every work file journals its data when the case asks for it.
-func (r *Runner) checkPrepared(rec *RunRecord, prepare []byte, lsattr [][]byte) (string, error) {
+func (r *Runner) checkPrepared(rec *record.RunRecord, prepare []byte, lsattr [][]byte) (string, error) {
 	var p struct {
 		JournalDataFiles int `json:"journal_data_files"`
 	}
@@ -520,8 +522,8 @@ func mountCommand(opts string) string {
 
 // workload starts every writer and defrag worker in its own SSH session at
 // once and waits for all of them.
-func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
-	if r.Case.Workload.Kind == WorkloadFio {
+func (r *Runner) workload(ctx context.Context, g *guest, rec *record.RunRecord) error {
+	if r.Case.Workload.Kind == casespec.WorkloadFio {
 		return r.fioWorkload(ctx, g, rec)
 	}
 	w := r.Case.Workload
@@ -582,13 +584,13 @@ func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
 		}
 		all[j.name] = json.RawMessage(outs[i])
 		if j.defrag {
-			var d DefragResult
+			var d record.DefragResult
 			if err := json.Unmarshal(outs[i], &d); err != nil {
 				return fmt.Errorf("%s output: %w", j.name, err)
 			}
 			rec.Defrag = append(rec.Defrag, d)
 		} else {
-			var wr WriterResult
+			var wr record.WriterResult
 			if err := json.Unmarshal(outs[i], &wr); err != nil {
 				return fmt.Errorf("%s output: %w", j.name, err)
 			}
@@ -603,8 +605,8 @@ func (r *Runner) workload(ctx context.Context, g *guest, rec *RunRecord) error {
 
 // verify checks every block live, after dropping the page cache, and after
 // a remount; then e2fsck -fn on the unmounted disk.
-func (r *Runner) verify(ctx context.Context, g *guest, rec *RunRecord) error {
-	if r.Case.Workload.Kind == WorkloadFio {
+func (r *Runner) verify(ctx context.Context, g *guest, rec *record.RunRecord) error {
+	if r.Case.Workload.Kind == casespec.WorkloadFio {
 		if err := r.fioVerify(ctx, g, rec); err != nil {
 			return err
 		}
@@ -618,7 +620,7 @@ func (r *Runner) verify(ctx context.Context, g *guest, rec *RunRecord) error {
 // verifyBatch runs the three verify passes, e2fsck and dmesg in one SSH
 // session: the steps are sequential anyway, and each session costs a fork
 // and an exec in the guest (and a round trip).
-func (r *Runner) verifyBatch(ctx context.Context, g *guest, rec *RunRecord, results map[string]json.RawMessage) error {
+func (r *Runner) verifyBatch(ctx context.Context, g *guest, rec *record.RunRecord, results map[string]json.RawMessage) error {
 	gc := r.commands(rec.Seed)
 	var steps []step
 	verifyAt := map[int]string{}
@@ -649,7 +651,7 @@ func (r *Runner) verifyBatch(ctx context.Context, g *guest, rec *RunRecord, resu
 			continue
 		}
 		results[phase] = json.RawMessage(out)
-		var v VerifyResult
+		var v record.VerifyResult
 		if err := json.Unmarshal(out, &v); err != nil {
 			return fmt.Errorf("verify %s output: %w", phase, err)
 		}
@@ -663,19 +665,19 @@ func (r *Runner) verifyBatch(ctx context.Context, g *guest, rec *RunRecord, resu
 }
 
 // parseFsck reads e2fsck's exit status from the line the command appends.
-func parseFsck(rec *RunRecord, out []byte) error {
+func parseFsck(rec *record.RunRecord, out []byte) error {
 	var code int
 	if i := strings.LastIndex(string(out), "e2fsck-exit="); i >= 0 {
 		fmt.Sscanf(string(out[i:]), "e2fsck-exit=%d", &code)
 	} else {
 		return errors.New("e2fsck: no exit status in its output")
 	}
-	rec.Fsck = &FsckResult{Exit: code, Clean: code == 0}
+	rec.Fsck = &record.FsckResult{Exit: code, Clean: code == 0}
 	return nil
 }
 
 // fsck unmounts the scratch file system and runs e2fsck -fn on it.
-func (r *Runner) fsck(ctx context.Context, g *guest, rec *RunRecord) error {
+func (r *Runner) fsck(ctx context.Context, g *guest, rec *record.RunRecord) error {
 	if _, err := g.sh(ctx, 2*time.Minute, "", "umount "+mountPoint); err != nil {
 		return err
 	}

@@ -18,8 +18,10 @@ import (
 	"sync"
 	"time"
 
+	"patchbay/casespec"
 	"patchbay/images"
 	"patchbay/kernel"
+	"patchbay/record"
 	"patchbay/seqtest"
 	"patchbay/vm"
 )
@@ -45,7 +47,7 @@ type Options struct {
 	Shard ShardSpec
 	// Only runs exactly these jobs instead of the plan (patchbay repro):
 	// each with its own index and seed. Runs and Shard do not apply.
-	Only []Job
+	Only []record.Job
 	// StopEarly stops scheduling runs once some variant's failure rate
 	// differs from the baseline's with Fisher p < StopEarlyAlpha, both
 	// with at least StopEarlyMinJudged judged runs.
@@ -73,69 +75,9 @@ const (
 	StopEarlyMinJudged = 3
 )
 
-// Summary is what a run of a case produced: the input to every report.
-type Summary struct {
-	Case      string            `json:"case"`
-	Question  string            `json:"question"`
-	CaseFile  string            `json:"case_file"`
-	Inputs    map[string]string `json:"inputs,omitempty"` // values of the case's inputs (see Input)
-	Baseline  string            `json:"baseline"`
-	Started   time.Time         `json:"started"`
-	Seconds   float64           `json:"seconds"`
-	Seed      uint64            `json:"seed"`
-	Accel     string            `json:"accel"`
-	AccelNote string            `json:"accel_note"`
-	Image     string            `json:"image_key"`
-	Workload  WorkloadSpec      `json:"workload"`
-	Variants  []VariantSummary  `json:"variants"`
-	Dir       string            `json:"-"`
-
-	// PlannedRuns is --runs: runs per variant in the whole plan (0 for a
-	// rerun of chosen jobs).
-	PlannedRuns int `json:"planned_runs,omitempty"`
-	// Shard is "i/K" when this directory holds one shard of the plan; a
-	// merge of some but not all shards lists them, e.g. "0,2/4".
-	Shard string `json:"shard,omitempty"`
-	// StoppedEarly is set when --stop-early left planned runs out;
-	// StopReason says which variant, the counts and the p-value.
-	StoppedEarly bool   `json:"stopped_early,omitempty"`
-	StopReason   string `json:"stop_reason,omitempty"`
-	// Decide is what a --decide session concluded and why.
-	Decide *DecideRecord `json:"decide,omitempty"`
-	// ReproOf is the run directory that patchbay repro ran again.
-	ReproOf string `json:"repro_of,omitempty"`
-	// MergedFrom are the results directories patchbay merge joined.
-	MergedFrom []string `json:"merged_from,omitempty"`
-	// NotFinished are the jobs this session planned that have no record:
-	// the session was killed (or is still running) before they ended.
-	// summary.json is rewritten after every run, so a killed session's
-	// directory names them.
-	NotFinished []Job `json:"not_finished,omitempty"`
-}
-
-// VariantSummary is one variant's kernel and runs.
-type VariantSummary struct {
-	Name        string           `json:"name"`
-	Description string           `json:"description"`
-	Patches     []string         `json:"patches"`
-	Expect      Expectation      `json:"expect"`
-	Kernel      *kernel.Artifact `json:"kernel,omitempty"`
-	BuildError  string           `json:"build_error,omitempty"`
-	Runs        []*RunRecord     `json:"runs"`
-}
-
-// Counts returns the number of runs per outcome.
-func (v *VariantSummary) Counts() map[Outcome]int {
-	c := map[Outcome]int{}
-	for _, r := range v.Runs {
-		c[r.Outcome]++
-	}
-	return c
-}
-
 // selectJobs returns the variants of the session and the jobs to run: the
 // plan (Plan), one shard of it, or exactly opt.Only.
-func selectJobs(c *Case, opt Options) ([]string, []Job, error) {
+func selectJobs(c *Case, opt Options) ([]string, []record.Job, error) {
 	names, err := c.SelectVariants(opt.Variants)
 	if err != nil {
 		return nil, nil, err
@@ -202,7 +144,7 @@ func selectJobs(c *Case, opt Options) ([]string, []Job, error) {
 
 // RunCase builds what the case needs and runs every selected job: the
 // plan of Plan (variants x runs), one shard of it, or opt.Only.
-func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
+func RunCase(ctx context.Context, c *Case, opt Options) (*record.Summary, error) {
 	logf := func(format string, args ...any) {
 		if opt.Progress != nil {
 			fmt.Fprintf(opt.Progress, format+"\n", args...)
@@ -228,7 +170,7 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 		return nil, errors.New("--keep keeps one VM for debugging: use it with one --variant and --runs 1")
 	}
 	if opt.Duration > 0 {
-		c.Workload.Duration = Duration(opt.Duration)
+		c.Workload.Duration = casespec.Duration(opt.Duration)
 	}
 	start := time.Now()
 	stamp := start.UTC().Format("20060102-150405")
@@ -239,7 +181,7 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	sum := &Summary{
+	sum := &record.Summary{
 		Case: c.Name, Question: strings.TrimSpace(c.Question), CaseFile: c.File, Inputs: c.InputValues(), Baseline: c.Baseline,
 		Started: start.UTC(), Seed: opt.Seed, Workload: c.Workload, Dir: dir, Shard: opt.Shard.String(),
 	}
@@ -250,7 +192,7 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	cp := &checkpoint{sum: sum}
 	for _, n := range names {
 		v := c.Variants[n]
-		cp.planned = append(cp.planned, VariantSummary{Name: n, Description: v.Description, Patches: v.Patches, Expect: v.Expect})
+		cp.planned = append(cp.planned, record.VariantSummary{Name: n, Description: v.Description, Patches: v.Patches, Expect: v.Expect})
 	}
 	sum.Variants = cp.planned
 	if err := cp.start(jobs); err != nil {
@@ -280,7 +222,7 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	}
 	imageDone := make(chan imageResult, 1)
 	go func() {
-		img, err := (&images.Builder{CacheDir: opt.CacheDir, Progress: opt.Progress}).Ensure(ctx, c.VM.ImageRecipe())
+		img, err := (&images.Builder{CacheDir: opt.CacheDir, Progress: opt.Progress}).Ensure(ctx, c.ImageRecipe())
 		imageDone <- imageResult{img, err}
 	}()
 	waitImage := func() (*images.Image, error) {
@@ -294,7 +236,7 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 	byName := map[string]int{}
 	for i, n := range names {
 		v := c.Variants[n]
-		vs := VariantSummary{Name: n, Description: v.Description, Patches: v.Patches, Expect: v.Expect}
+		vs := record.VariantSummary{Name: n, Description: v.Description, Patches: v.Patches, Expect: v.Expect}
 		byName[n] = i
 		if !wanted[n] {
 			// No job of this shard runs it: do not pay for its kernel.
@@ -351,18 +293,18 @@ func RunCase(ctx context.Context, c *Case, opt Options) (*Summary, error) {
 		}
 		return runDecide(ctx, c, opt, sum, names, byName, runner, start, logf, cp)
 	}
-	var planned []Job
+	var planned []record.Job
 	for _, j := range todo {
 		planned = append(planned, jobs[j])
 	}
 	if err := cp.start(planned); err != nil {
 		return nil, err
 	}
-	var stop func([]*RunRecord) string
+	var stop func([]*record.RunRecord) string
 	if opt.StopEarly {
-		stop = func(recs []*RunRecord) string { return stopEarlyReason(c.Baseline, recs) }
+		stop = func(recs []*record.RunRecord) string { return stopEarlyReason(c.Baseline, recs) }
 	}
-	res := schedule(ctx, len(todo), opt.Jobs, func(i int) (*RunRecord, error) {
+	res := schedule(ctx, len(todo), opt.Jobs, func(i int) (*record.RunRecord, error) {
 		job := jobs[todo[i]]
 		v := &sum.Variants[byName[job.Variant]]
 		logf("[run %d/%d] %s #%d (seed %d): booting %s", i+1, len(todo), v.Name, job.Index, job.Seed, v.Kernel.Release)
@@ -431,12 +373,12 @@ func newResultsDir(parent, stamp string) (string, error) {
 // `patchbay report` renders, naming the runs that never finished.
 type checkpoint struct {
 	mu      sync.Mutex
-	sum     *Summary
-	planned []VariantSummary // the variants before any build, for the first write
+	sum     *record.Summary
+	planned []record.VariantSummary // the variants before any build, for the first write
 }
 
 // start records jobs as not finished and writes summary.json.
-func (cp *checkpoint) start(jobs []Job) error {
+func (cp *checkpoint) start(jobs []record.Job) error {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	cp.sum.NotFinished = slices.Clone(jobs)
@@ -445,7 +387,7 @@ func (cp *checkpoint) start(jobs []Job) error {
 
 // begin records one more job as not finished (run --decide schedules its
 // rounds as it goes) and writes summary.json.
-func (cp *checkpoint) begin(job Job) error {
+func (cp *checkpoint) begin(job record.Job) error {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	cp.sum.NotFinished = append(cp.sum.NotFinished, job)
@@ -453,10 +395,10 @@ func (cp *checkpoint) begin(job Job) error {
 }
 
 // done adds the record of job to the summary and writes summary.json.
-func (cp *checkpoint) done(job Job, rec *RunRecord) error {
+func (cp *checkpoint) done(job record.Job, rec *record.RunRecord) error {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	cp.sum.NotFinished = slices.DeleteFunc(cp.sum.NotFinished, func(j Job) bool { return j == job })
+	cp.sum.NotFinished = slices.DeleteFunc(cp.sum.NotFinished, func(j record.Job) bool { return j == job })
 	for i := range cp.sum.Variants {
 		if v := &cp.sum.Variants[i]; v.Name == rec.Variant {
 			v.Runs = append(v.Runs, rec)
@@ -489,7 +431,7 @@ func buildErrorText(name string, err error) string {
 
 // scheduled is what schedule did.
 type scheduled struct {
-	records []*RunRecord // by job, nil for jobs not run
+	records []*record.RunRecord // by job, nil for jobs not run
 	errs    []error
 	started int    // jobs handed out
 	stopped string // why stop asked to stop, or ""
@@ -499,8 +441,8 @@ type scheduled struct {
 // each run, stop (when not nil) sees every record so far; once it gives a
 // reason no further job is handed out (running ones finish). A cancelled
 // ctx also stops handing out jobs.
-func schedule(ctx context.Context, n, workers int, run func(i int) (*RunRecord, error), stop func([]*RunRecord) string) scheduled {
-	res := scheduled{records: make([]*RunRecord, n), errs: make([]error, n)}
+func schedule(ctx context.Context, n, workers int, run func(i int) (*record.RunRecord, error), stop func([]*record.RunRecord) string) scheduled {
+	res := scheduled{records: make([]*record.RunRecord, n), errs: make([]error, n)}
 	var (
 		mu sync.Mutex
 		wg sync.WaitGroup
@@ -537,12 +479,12 @@ func schedule(ctx context.Context, n, workers int, run func(i int) (*RunRecord, 
 // both having at least StopEarlyMinJudged judged runs. Looking again after
 // every run inflates the error rate beyond alpha: this saves VM time when
 // the answer is plain; it is not a substitute for a planned number of runs.
-func stopEarlyReason(baseline string, records []*RunRecord) string {
+func stopEarlyReason(baseline string, records []*record.RunRecord) string {
 	type tally struct{ judged, failures int }
 	per := map[string]*tally{}
 	var order []string
 	for _, r := range records {
-		if r == nil || !IsJudged(r.Outcome) {
+		if r == nil || !record.IsJudged(r.Outcome) {
 			continue
 		}
 		t := per[r.Variant]
@@ -552,7 +494,7 @@ func stopEarlyReason(baseline string, records []*RunRecord) string {
 			order = append(order, r.Variant)
 		}
 		t.judged++
-		if IsFailure(r.Outcome) {
+		if record.IsFailure(r.Outcome) {
 			t.failures++
 		}
 	}
@@ -565,7 +507,7 @@ func stopEarlyReason(baseline string, records []*RunRecord) string {
 		if name == baseline || v.judged < StopEarlyMinJudged {
 			continue
 		}
-		p := FisherExact(v.failures, v.judged-v.failures, b.failures, b.judged-b.failures)
+		p := record.FisherExact(v.failures, v.judged-v.failures, b.failures, b.judged-b.failures)
 		if p < StopEarlyAlpha {
 			return fmt.Sprintf("%s failed %d/%d runs vs baseline %s %d/%d: Fisher p=%.2g < %g",
 				name, v.failures, v.judged, baseline, b.failures, b.judged, p, StopEarlyAlpha)

@@ -19,6 +19,7 @@ import (
 
 	"patchbay/images"
 	"patchbay/kernel"
+	"patchbay/record"
 	"patchbay/triage"
 	"patchbay/vm"
 )
@@ -268,7 +269,7 @@ func tryFlock(path string) (unlock func(), ok bool, err error) {
 // rec.Start = restore), or cold. A cold boot returns a maker when this run is
 // the one to save the snapshot (saveSnapshot, once the guest is up). Every
 // reason to boot cold is said once per session.
-func (r *Runner) startVM(ctx context.Context, rec *RunRecord, cfg vm.Config, k *kernel.Artifact, scratchDir string) (*vm.Machine, *maker, error) {
+func (r *Runner) startVM(ctx context.Context, rec *record.RunRecord, cfg vm.Config, k *kernel.Artifact, scratchDir string) (*vm.Machine, *maker, error) {
 	rec.Start = StartCold
 	s := r.Snapshots
 	if s == nil || s.Disabled {
@@ -352,7 +353,7 @@ const snapshotPrep = "mkdir -p " + mountPoint + " " + guestTmp + " && sync && " 
 // connection open), then lets this run go on from the same state. A snapshot
 // that cannot be made only costs later runs their shortcut; an error is
 // returned only when the guest itself went away.
-func (r *Runner) saveSnapshot(ctx context.Context, g *guest, mk *maker, rec *RunRecord, scratchDir string) error {
+func (r *Runner) saveSnapshot(ctx context.Context, g *guest, mk *maker, rec *record.RunRecord, scratchDir string) error {
 	m := g.m
 	if err := r.upload(ctx, g); err != nil {
 		mk.abort("uploading pbguest: " + err.Error())

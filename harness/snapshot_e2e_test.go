@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"patchbay/record"
 	"patchbay/vm"
 )
 
@@ -58,14 +59,14 @@ func TestSnapshotRestore(t *testing.T) {
 		}
 		return nil
 	}
-	var recs []*RunRecord
+	var recs []*record.RunRecord
 	for index = 0; index < 3; index++ {
 		rec, err := r.RunOne(ctx, "eopnotsupp", index, uint64(index+1), e.k)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("run %d: %s, start %s, %.1fs to ready, %.1fs in all; %+v", index, rec.Outcome, rec.Start, rec.BootSecs, rec.Seconds, *got[index])
-		if rec.Outcome != Pass {
+		if rec.Outcome != record.Pass {
 			t.Fatalf("run %d: %s %v", index, rec.Outcome, rec.Reasons)
 		}
 		recs = append(recs, rec)
@@ -133,7 +134,7 @@ func TestSnapshotRestore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rec.Outcome != Pass || rec.Start != StartCold {
+		if rec.Outcome != record.Pass || rec.Start != StartCold {
 			t.Fatalf("run %d from a broken snapshot: %s, start %s %v", index, rec.Outcome, rec.Start, rec.Reasons)
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"patchbay/casespec"
 )
 
 // gitRepo makes a one-commit git repository.
@@ -169,7 +171,7 @@ func TestFilesystemFieldsReachNoShell(t *testing.T) {
 	}
 	// The runner's command lines (GuestCommands) quote what load-time
 	// validation would have refused anyway.
-	c := &Case{Filesystem: FilesystemSpec{Mkfs: "mkfs.ext4 -F;touch " + marker, MountOptions: "x;touch " + marker}}
+	c := &Case{Filesystem: casespec.FilesystemSpec{Mkfs: "mkfs.ext4 -F;touch " + marker, MountOptions: "x;touch " + marker}}
 	gc := c.GuestCommands(1, vmPaths)
 	if mkfs, mount := ShellJoin(gc.Mkfs), ShellJoin(gc.Mount); !strings.Contains(mkfs, "'-F;touch' "+ShellQuote(marker)) ||
 		!strings.Contains(mount, ShellQuote(mountOpts("x;touch "+marker))) {

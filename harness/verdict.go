@@ -3,6 +3,8 @@ package harness
 import (
 	"fmt"
 
+	"patchbay/casespec"
+	"patchbay/record"
 	"patchbay/triage"
 )
 
@@ -30,9 +32,9 @@ var fsKinds = map[triage.Kind]bool{"ext4-error": true, "ext4-warning": true, "jb
 // and the variant's expectations. Precedence: interrupted, infra-error,
 // boot-error, crash, hang, fail, pass. Every broken expectation is listed as
 // a reason.
-func Judge(rec *RunRecord, st RunStatus, exp Expectation) {
+func Judge(rec *record.RunRecord, st RunStatus, exp casespec.Expectation) {
 	rec.Reasons = nil
-	set := func(o Outcome, why ...string) {
+	set := func(o record.Outcome, why ...string) {
 		rec.Outcome = o
 		rec.Reasons = append(rec.Reasons, why...)
 	}
@@ -48,58 +50,58 @@ func Judge(rec *RunRecord, st RunStatus, exp Expectation) {
 	}
 	switch {
 	case st.Interrupted:
-		set(Interrupted, "interrupted by the user")
+		set(record.Interrupted, "interrupted by the user")
 		return
 	case st.Infra != "":
-		set(InfraError, st.Infra)
+		set(record.InfraError, st.Infra)
 		return
 	case st.Boot != "":
 		// Like syzkaller: whatever the kernel did before the guest was up
 		// (a bad root=, a panic in a patched mount path) is a boot error,
 		// with the console's findings as the reasons.
-		set(BootError, append([]string{st.Boot}, crashes...)...)
+		set(record.BootError, append([]string{st.Boot}, crashes...)...)
 		return
 	case len(crashes) > 0:
-		set(Crash, crashes...)
+		set(record.Crash, crashes...)
 		return
 	case st.Panicked:
 		// pvpanic is the kernel's own word that it panicked, even when the
 		// console text was not recognized.
-		set(Crash, "guest panicked (pvpanic) without a recognized report on the console")
+		set(record.Crash, "guest panicked (pvpanic) without a recognized report on the console")
 		return
 	case st.Rebooted:
 		// Nothing in a run asks the guest to reboot: a reset mid-run is the
 		// kernel's doing (reboot from a bug, a triple fault).
-		set(Crash, "unexpected reboot: the guest reset itself mid-run")
+		set(record.Crash, "unexpected reboot: the guest reset itself mid-run")
 		return
 	case len(hangs) > 0:
-		set(Hang, hangs...)
+		set(record.Hang, hangs...)
 		return
 	case st.Timeout != "":
-		set(Hang, st.Timeout)
+		set(record.Hang, st.Timeout)
 		return
 	case st.VMDied != "":
 		// The VM went away without a recognizable splat: not a kernel
 		// failure we can name, and not a pass.
-		set(InfraError, st.VMDied)
+		set(record.InfraError, st.VMDied)
 		return
 	}
 	// A run that did not get through its phases has no measurements to
 	// hold against the expectations: say only what stopped it.
 	switch {
 	case st.Setup != "":
-		set(Fail, "setup: "+st.Setup)
+		set(record.Fail, "setup: "+st.Setup)
 		return
 	case st.Incomplete != "":
-		set(Fail, "incomplete: "+st.Incomplete)
+		set(record.Fail, "incomplete: "+st.Incomplete)
 		return
 	}
 	broken := checkExpectation(rec, exp)
 	if len(broken) > 0 {
-		set(Fail, broken...)
+		set(record.Fail, broken...)
 		return
 	}
-	set(Pass)
+	set(record.Pass)
 	if rec.BufferedIomap.OnlyOrderZero() {
 		// Still a pass, but not a plain one: the report shows why.
 		rec.Reasons = append(rec.Reasons, OrderZeroOnly)
@@ -111,7 +113,7 @@ func Judge(rec *RunRecord, st RunStatus, exp Expectation) {
 const OrderZeroOnly = "only order-0 folios: large folios not exercised"
 
 // checkExpectation lists every expectation the run broke.
-func checkExpectation(rec *RunRecord, exp Expectation) []string {
+func checkExpectation(rec *record.RunRecord, exp casespec.Expectation) []string {
 	var broken []string
 	atLeast := func(name string, got int64, min *int) {
 		if min != nil && got < int64(*min) {

@@ -5,26 +5,28 @@ import (
 	"strings"
 	"testing"
 
+	"patchbay/casespec"
+	"patchbay/record"
 	"patchbay/triage"
 )
 
 func intp(n int) *int { return &n }
 
 // stockRun is a run that meets the eopnotsupp expectations.
-func stockRun() *RunRecord {
-	return &RunRecord{
-		Writers: []WriterResult{{ID: 0, Mode: "mmap", Writes: 100}},
-		Defrag:  []DefragResult{{Attempts: 50, Results: map[string]int64{"EOPNOTSUPP": 50}}},
-		Verify: []VerifyResult{
+func stockRun() *record.RunRecord {
+	return &record.RunRecord{
+		Writers: []record.WriterResult{{ID: 0, Mode: "mmap", Writes: 100}},
+		Defrag:  []record.DefragResult{{Attempts: 50, Results: map[string]int64{"EOPNOTSUPP": 50}}},
+		Verify: []record.VerifyResult{
 			{Phase: "live", Counts: map[string]int64{"ok": 1024}},
 			{Phase: "dropcache", Counts: map[string]int64{"ok": 1024}},
 			{Phase: "remount", Counts: map[string]int64{"ok": 1024}},
 		},
-		Fsck: &FsckResult{Exit: 0, Clean: true},
+		Fsck: &record.FsckResult{Exit: 0, Clean: true},
 	}
 }
 
-var stockExpect = Expectation{
+var stockExpect = casespec.Expectation{
 	MaxMoved: intp(0), MinRefusedEOPNOTSUPP: intp(1), MaxBadBlocks: intp(0), FsckClean: true, NoFindings: true,
 }
 
@@ -34,40 +36,40 @@ func TestJudge(t *testing.T) {
 	ext4err := triage.Finding{Kind: "ext4-error", Title: "EXT4-fs error in ext4_find_extent"}
 	tests := []struct {
 		name    string
-		mutate  func(*RunRecord)
+		mutate  func(*record.RunRecord)
 		st      RunStatus
-		want    Outcome
+		want    record.Outcome
 		because string
 	}{
-		{"all good", nil, RunStatus{}, Pass, ""},
-		{"moves on stock", func(r *RunRecord) { r.Defrag[0].Results["moved"] = 3 }, RunStatus{}, Fail, "moves = 3, expected at most 0"},
-		{"no refusals", func(r *RunRecord) { r.Defrag[0].Results = map[string]int64{} }, RunStatus{}, Fail, "EOPNOTSUPP refusals = 0"},
-		{"bad block after drop_caches", func(r *RunRecord) { r.Verify[1].BadTotal = 2; r.Verify[1].Counts["stale"] = 2 }, RunStatus{}, Fail, "verify dropcache: 2 bad blocks"},
-		{"fsck dirty", func(r *RunRecord) { r.Fsck = &FsckResult{Exit: 4} }, RunStatus{}, Fail, "e2fsck -fn exit 4"},
-		{"fsck missing", func(r *RunRecord) { r.Fsck = nil }, RunStatus{}, Fail, "e2fsck did not run"},
-		{"writer error", func(r *RunRecord) { r.Writers[0].Errors = []string{"SIGBUS at f001 block 3"} }, RunStatus{}, Fail, "SIGBUS"},
-		{"lost write seen by a read-back", func(r *RunRecord) {
+		{"all good", nil, RunStatus{}, record.Pass, ""},
+		{"moves on stock", func(r *record.RunRecord) { r.Defrag[0].Results["moved"] = 3 }, RunStatus{}, record.Fail, "moves = 3, expected at most 0"},
+		{"no refusals", func(r *record.RunRecord) { r.Defrag[0].Results = map[string]int64{} }, RunStatus{}, record.Fail, "EOPNOTSUPP refusals = 0"},
+		{"bad block after drop_caches", func(r *record.RunRecord) { r.Verify[1].BadTotal = 2; r.Verify[1].Counts["stale"] = 2 }, RunStatus{}, record.Fail, "verify dropcache: 2 bad blocks"},
+		{"fsck dirty", func(r *record.RunRecord) { r.Fsck = &record.FsckResult{Exit: 4} }, RunStatus{}, record.Fail, "e2fsck -fn exit 4"},
+		{"fsck missing", func(r *record.RunRecord) { r.Fsck = nil }, RunStatus{}, record.Fail, "e2fsck did not run"},
+		{"writer error", func(r *record.RunRecord) { r.Writers[0].Errors = []string{"SIGBUS at f001 block 3"} }, RunStatus{}, record.Fail, "SIGBUS"},
+		{"lost write seen by a read-back", func(r *record.RunRecord) {
 			r.Writers[0].Readbacks, r.Writers[0].ReadbackBad = 40, 1
 			r.Writers[0].BadReads = []string{"f002 block 17 after 812 writes: stale, expected gen 9, found file 2 block 17 writer 0 gen 8"}
-		}, RunStatus{}, Fail, "1 of 40 read-backs did not return the last write: first f002 block 17"},
-		{"ext4 error is a fail", func(r *RunRecord) { r.Findings = []triage.Finding{ext4err} }, RunStatus{}, Fail, "EXT4-fs error"},
-		{"warning is a crash", func(r *RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{}, Crash, "WARNING in ext4_move_extents"},
-		{"crash beats broken expectations", func(r *RunRecord) { r.Findings = []triage.Finding{warn}; r.Fsck = nil }, RunStatus{}, Crash, ""},
-		{"hung task", func(r *RunRecord) { r.Findings = []triage.Finding{hung} }, RunStatus{}, Hang, "INFO: task hung"},
-		{"deadline with VM alive", nil, RunStatus{Timeout: "workload overran"}, Hang, "overran"},
-		{"crash beats timeout", func(r *RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{Timeout: "x"}, Crash, ""},
-		{"no ssh", nil, RunStatus{Boot: "no SSH login before the deadline"}, BootError, "no SSH"},
-		{"panic while booting is a boot error", func(r *RunRecord) {
+		}, RunStatus{}, record.Fail, "1 of 40 read-backs did not return the last write: first f002 block 17"},
+		{"ext4 error is a fail", func(r *record.RunRecord) { r.Findings = []triage.Finding{ext4err} }, RunStatus{}, record.Fail, "EXT4-fs error"},
+		{"warning is a crash", func(r *record.RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{}, record.Crash, "WARNING in ext4_move_extents"},
+		{"crash beats broken expectations", func(r *record.RunRecord) { r.Findings = []triage.Finding{warn}; r.Fsck = nil }, RunStatus{}, record.Crash, ""},
+		{"hung task", func(r *record.RunRecord) { r.Findings = []triage.Finding{hung} }, RunStatus{}, record.Hang, "INFO: task hung"},
+		{"deadline with VM alive", nil, RunStatus{Timeout: "workload overran"}, record.Hang, "overran"},
+		{"crash beats timeout", func(r *record.RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{Timeout: "x"}, record.Crash, ""},
+		{"no ssh", nil, RunStatus{Boot: "no SSH login before the deadline"}, record.BootError, "no SSH"},
+		{"panic while booting is a boot error", func(r *record.RunRecord) {
 			r.Findings = []triage.Finding{{Kind: "panic", Title: "kernel panic: VFS: Unable to mount root fs on unknown-block"}}
-		}, RunStatus{Boot: "kernel panicked during boot", Panicked: true}, BootError, "Unable to mount root fs"},
-		{"pvpanic without a recognized report", nil, RunStatus{Panicked: true}, Crash, "pvpanic"},
-		{"guest reset mid-run", nil, RunStatus{Rebooted: true}, Crash, "unexpected reboot"},
-		{"pvpanic with a report names it", func(r *RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{Panicked: true}, Crash, "WARNING in ext4_move_extents"},
-		{"qemu missing", nil, RunStatus{Infra: "qemu-system-x86_64 not found"}, InfraError, "not found"},
-		{"infra beats findings", func(r *RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{Infra: "disk full"}, InfraError, ""},
-		{"vm died without a splat", nil, RunStatus{VMDied: "QEMU exited mid-run"}, InfraError, "mid-run"},
-		{"interrupted", nil, RunStatus{Interrupted: true, Timeout: "x"}, Interrupted, ""},
-		{"setup did not take", nil, RunStatus{Setup: "data journaling set on 0 of 4 files"}, Fail, "setup: data journaling"},
+		}, RunStatus{Boot: "kernel panicked during boot", Panicked: true}, record.BootError, "Unable to mount root fs"},
+		{"pvpanic without a recognized report", nil, RunStatus{Panicked: true}, record.Crash, "pvpanic"},
+		{"guest reset mid-run", nil, RunStatus{Rebooted: true}, record.Crash, "unexpected reboot"},
+		{"pvpanic with a report names it", func(r *record.RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{Panicked: true}, record.Crash, "WARNING in ext4_move_extents"},
+		{"qemu missing", nil, RunStatus{Infra: "qemu-system-x86_64 not found"}, record.InfraError, "not found"},
+		{"infra beats findings", func(r *record.RunRecord) { r.Findings = []triage.Finding{warn} }, RunStatus{Infra: "disk full"}, record.InfraError, ""},
+		{"vm died without a splat", nil, RunStatus{VMDied: "QEMU exited mid-run"}, record.InfraError, "mid-run"},
+		{"interrupted", nil, RunStatus{Interrupted: true, Timeout: "x"}, record.Interrupted, ""},
+		{"setup did not take", nil, RunStatus{Setup: "data journaling set on 0 of 4 files"}, record.Fail, "setup: data journaling"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,14 +91,14 @@ func TestJudge(t *testing.T) {
 func TestJudgeFallbackNeedsTransitions(t *testing.T) {
 	r := stockRun()
 	r.Defrag[0].Results = map[string]int64{"moved": 10}
-	exp := Expectation{MinMoved: intp(1), MinTransitions: intp(1), MaxBadBlocks: intp(0)}
+	exp := casespec.Expectation{MinMoved: intp(1), MinTransitions: intp(1), MaxBadBlocks: intp(0)}
 	Judge(r, RunStatus{}, exp)
-	if r.Outcome != Fail || !strings.Contains(strings.Join(r.Reasons, ";"), "a_ops transitions = 0") {
+	if r.Outcome != record.Fail || !strings.Contains(strings.Join(r.Reasons, ";"), "a_ops transitions = 0") {
 		t.Fatalf("moves without transitions: %s %v; the hazard was not exercised, so not a pass", r.Outcome, r.Reasons)
 	}
 	r.Defrag[0].Transitions = 4
 	Judge(r, RunStatus{}, exp)
-	if r.Outcome != Pass {
+	if r.Outcome != record.Pass {
 		t.Fatalf("outcome %s %v", r.Outcome, r.Reasons)
 	}
 }
@@ -105,15 +107,15 @@ func TestJudgeFallbackNeedsTransitions(t *testing.T) {
 // worker moved (two workers on the same files do not add up).
 func TestJudgeFilesMoved(t *testing.T) {
 	r := stockRun()
-	r.Defrag = []DefragResult{{Results: map[string]int64{"moved": 3}, FilesMoved: 2}, {Results: map[string]int64{"moved": 1}, FilesMoved: 1}}
-	exp := Expectation{MinFilesMoved: intp(3)}
+	r.Defrag = []record.DefragResult{{Results: map[string]int64{"moved": 3}, FilesMoved: 2}, {Results: map[string]int64{"moved": 1}, FilesMoved: 1}}
+	exp := casespec.Expectation{MinFilesMoved: intp(3)}
 	Judge(r, RunStatus{}, exp)
-	if r.Outcome != Fail || !strings.Contains(strings.Join(r.Reasons, ";"), "work files moved = 2, expected at least 3") {
+	if r.Outcome != record.Fail || !strings.Contains(strings.Join(r.Reasons, ";"), "work files moved = 2, expected at least 3") {
 		t.Fatalf("outcome %s %v", r.Outcome, r.Reasons)
 	}
 	exp.MinFilesMoved = intp(2)
 	Judge(r, RunStatus{}, exp)
-	if r.Outcome != Pass {
+	if r.Outcome != record.Pass {
 		t.Fatalf("outcome %s %v", r.Outcome, r.Reasons)
 	}
 }
@@ -121,14 +123,14 @@ func TestJudgeFilesMoved(t *testing.T) {
 // A pass on order-0 folios only is marked: the verdict carries the reason.
 func TestJudgeMarksOrderZeroOnlyPass(t *testing.T) {
 	r := stockRun()
-	r.BufferedIomap = &IomapActivity{Setup: 10, Folios: 400}
-	Judge(r, RunStatus{}, Expectation{})
-	if r.Outcome != Pass || !slices.Contains(r.Reasons, OrderZeroOnly) {
+	r.BufferedIomap = &record.IomapActivity{Setup: 10, Folios: 400}
+	Judge(r, RunStatus{}, casespec.Expectation{})
+	if r.Outcome != record.Pass || !slices.Contains(r.Reasons, OrderZeroOnly) {
 		t.Fatalf("order 0 only: outcome %s %v", r.Outcome, r.Reasons)
 	}
 	r.BufferedIomap.LargeFolios = 12
-	Judge(r, RunStatus{}, Expectation{})
-	if r.Outcome != Pass || len(r.Reasons) != 0 {
+	Judge(r, RunStatus{}, casespec.Expectation{})
+	if r.Outcome != record.Pass || len(r.Reasons) != 0 {
 		t.Fatalf("with large folios: outcome %s %v", r.Outcome, r.Reasons)
 	}
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"patchbay/casespec"
+	"patchbay/record"
 )
 
 // TestWorkloadOptionsEndToEnd runs the case options that reach pbguest in a
@@ -16,7 +19,7 @@ func TestWorkloadOptionsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	control.Workload.Duration = Duration(6 * time.Second)
+	control.Workload.Duration = casespec.Duration(6 * time.Second)
 	control.Workload.FdatasyncEvery = 16
 	control.Workload.Defrag.Donor = "shared"
 	control.Workload.Defrag.EvictOneIn = 4
@@ -28,7 +31,7 @@ func TestWorkloadOptionsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Outcome != Pass {
+	if rec.Outcome != record.Pass {
 		t.Errorf("shared donor run: %s %v", rec.Outcome, rec.Reasons)
 	}
 	if len(rec.Defrag) != 1 || rec.Defrag[0].Donor != "shared" || rec.Defrag[0].Evictions == 0 || rec.Defrag[0].MovesPerS <= 0 {
@@ -44,16 +47,16 @@ func TestWorkloadOptionsEndToEnd(t *testing.T) {
 	}
 
 	control.Workload.Defrag.Donor, control.Workload.Defrag.EvictOneIn, control.Workload.Epochs = "", 0, 0
-	control.Workload.Defrag.Tool = DefragE4defrag
-	control.Variants["stock"] = Variant{Expect: Expectation{MaxBadBlocks: intp(0), FsckClean: true, NoFindings: true}}
+	control.Workload.Defrag.Tool = casespec.DefragE4defrag
+	control.Variants["stock"] = casespec.Variant{Expect: casespec.Expectation{MaxBadBlocks: intp(0), FsckClean: true, NoFindings: true}}
 	rec, err = e.runner(t).RunOne(ctx, "stock", 0, 3, e.k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Outcome != Pass {
+	if rec.Outcome != record.Pass {
 		t.Errorf("e4defrag run: %s %v", rec.Outcome, rec.Reasons)
 	}
-	if len(rec.Defrag) != 1 || rec.Defrag[0].Tool != DefragE4defrag || rec.Defrag[0].Attempts == 0 {
+	if len(rec.Defrag) != 1 || rec.Defrag[0].Tool != casespec.DefragE4defrag || rec.Defrag[0].Attempts == 0 {
 		t.Fatalf("defrag %+v: want e4defrag invocations", rec.Defrag)
 	}
 	var classes int64

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"patchbay/record"
 )
 
 // Spec is everything that determines a kernel image.
@@ -29,24 +31,9 @@ type Spec struct {
 	Patches []string
 }
 
-// Artifact is a built kernel in the cache.
-type Artifact struct {
-	Key       string   `json:"key"`
-	Dir       string   `json:"dir"`
-	BzImage   string   `json:"bzimage"`
-	Vmlinux   string   `json:"vmlinux"`
-	SystemMap string   `json:"system_map"`
-	Config    string   `json:"config"`
-	Release   string   `json:"release"`
-	Source    string   `json:"source"`
-	Patches   []string `json:"patches"`
-	Stack     []string `json:"stack,omitempty"`   // "name: subject" of each applied patch
-	Variant   string   `json:"variant,omitempty"` // the variant it was first built for
-	BaseKey   string   `json:"base_key,omitempty"`
-	Compiler  string   `json:"compiler"`
-	BuildSecs float64  `json:"build_seconds"`
-	Cached    bool     `json:"-"`
-}
+// Artifact is a built kernel in the cache. Its fields are the run record's
+// (record.Kernel, in summary.json), so report reads them without this package.
+type Artifact = record.Kernel
 
 // Builder builds kernels into a cache directory.
 type Builder struct {
@@ -472,7 +459,7 @@ func saveArtifact(tree, dir string, a *Artifact, move bool) error {
 		os.RemoveAll(tmp)
 		return err
 	}
-	a.setPaths(dir)
+	setPaths(a, dir)
 	return nil
 }
 
@@ -524,14 +511,14 @@ func loadArtifact(dir string) (*Artifact, error) {
 	if err := json.Unmarshal(data, &a); err != nil {
 		return nil, fmt.Errorf("%s: %w", dir, err)
 	}
-	a.setPaths(dir)
+	setPaths(&a, dir)
 	if _, err := os.Stat(a.BzImage); err != nil {
 		return nil, err
 	}
 	return &a, nil
 }
 
-func (a *Artifact) setPaths(dir string) {
+func setPaths(a *Artifact, dir string) {
 	a.Dir = dir
 	a.BzImage = filepath.Join(dir, "bzImage")
 	a.Vmlinux = filepath.Join(dir, "vmlinux")

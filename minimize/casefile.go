@@ -7,6 +7,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"patchbay/casespec"
 	"patchbay/harness"
 )
 
@@ -16,12 +17,12 @@ const CaseFile = "case.yaml"
 // caseYAML is c reduced to one variant with workload w: its patch stack
 // expanded to absolute paths, fragments absolute, so the file loads from
 // any folder with the normal loader and builds the same kernel.
-func caseYAML(c *harness.Case, variant string, w harness.WorkloadSpec) ([]byte, error) {
+func caseYAML(c *harness.Case, variant string, w casespec.WorkloadSpec) ([]byte, error) {
 	v, ok := c.Variants[variant]
 	if !ok {
 		return nil, fmt.Errorf("%s: no variant %q", c.File, variant)
 	}
-	if c.Workload.Kind != harness.WorkloadPatchbay {
+	if c.Workload.Kind != casespec.WorkloadPatchbay {
 		return nil, fmt.Errorf("%s: workload.kind %s: minimize shrinks the pbguest workload only", c.File, c.Workload.Kind)
 	}
 	patches, err := c.PatchStack(variant)
@@ -37,13 +38,13 @@ func caseYAML(c *harness.Case, variant string, w harness.WorkloadSpec) ([]byte, 
 	}
 	m.Workload = w
 	m.Baseline = variant
-	m.Variants = map[string]harness.Variant{variant: {Description: v.Description, Patches: patches, Expect: v.Expect}}
+	m.Variants = map[string]casespec.Variant{variant: {Description: v.Description, Patches: patches, Expect: v.Expect}}
 	return yaml.Marshal(&m)
 }
 
 // validator checks candidates with the normal loader, as if written in dir.
-func validator(c *harness.Case, variant, dir string) func(w harness.WorkloadSpec) error {
-	return func(w harness.WorkloadSpec) error {
+func validator(c *harness.Case, variant, dir string) func(w casespec.WorkloadSpec) error {
+	return func(w casespec.WorkloadSpec) error {
 		data, err := caseYAML(c, variant, w)
 		if err != nil {
 			return err
@@ -56,7 +57,7 @@ func validator(c *harness.Case, variant, dir string) func(w harness.WorkloadSpec
 // WriteCase writes dir/case.yaml (and case.local.yaml with the input values
 // the session used, when the case has inputs) and loads it back with the
 // normal loader.
-func WriteCase(c *harness.Case, variant string, w harness.WorkloadSpec, dir string) (*harness.Case, error) {
+func WriteCase(c *harness.Case, variant string, w casespec.WorkloadSpec, dir string) (*harness.Case, error) {
 	data, err := caseYAML(c, variant, w)
 	if err != nil {
 		return nil, err

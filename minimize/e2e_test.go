@@ -10,6 +10,7 @@ import (
 
 	"patchbay/harness"
 	"patchbay/minimize"
+	"patchbay/record"
 	"patchbay/report"
 	"patchbay/rundir"
 )
@@ -51,7 +52,7 @@ func TestMinimizeLostDirty(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := sum.Variants[0].Runs[0]
-	if rec.Outcome != harness.Fail {
+	if rec.Outcome != record.Fail {
 		t.Fatalf("the 8 s lost-dirty run did not fail: %s %v", rec.Outcome, rec.Reasons)
 	}
 	run, err := rundir.Load(filepath.Join(sum.Dir, rec.Dir), "")

@@ -10,7 +10,9 @@ import (
 	"slices"
 	"strings"
 
+	"patchbay/casespec"
 	"patchbay/harness"
+	"patchbay/record"
 	"patchbay/report"
 	"patchbay/rundir"
 )
@@ -20,12 +22,12 @@ import (
 // way" when its outcome is the same and it shares a kind: a shrunk workload
 // that only breaks min_moved has lost the bug, not reproduced it.
 type Signature struct {
-	Outcome harness.Outcome `json:"outcome"`
-	Kinds   []string        `json:"kinds"`
+	Outcome record.Outcome `json:"outcome"`
+	Kinds   []string       `json:"kinds"`
 }
 
 // SignatureOf classifies a run record.
-func SignatureOf(rec *harness.RunRecord) Signature {
+func SignatureOf(rec *record.RunRecord) Signature {
 	s := Signature{Outcome: rec.Outcome}
 	for _, r := range rec.Reasons {
 		k := reasonKind(r)
@@ -38,8 +40,8 @@ func SignatureOf(rec *harness.RunRecord) Signature {
 }
 
 // Matches reports whether rec failed the way s did.
-func (s Signature) Matches(rec *harness.RunRecord) bool {
-	if rec.Outcome != s.Outcome || !harness.IsFailure(rec.Outcome) {
+func (s Signature) Matches(rec *record.RunRecord) bool {
+	if rec.Outcome != s.Outcome || !record.IsFailure(rec.Outcome) {
 		return false
 	}
 	for _, r := range rec.Reasons {
@@ -87,12 +89,12 @@ type Real struct {
 
 // Trial is a Trial on a real kernel. An infra-error or interrupted run is
 // an error: it says nothing about the candidate.
-func (r *Real) Trial(ctx context.Context, w harness.WorkloadSpec, i int) (bool, error) {
+func (r *Real) Trial(ctx context.Context, w casespec.WorkloadSpec, i int) (bool, error) {
 	c := *r.Case
 	c.Workload = w
 	opt := r.Options
 	opt.Variants = []string{r.Variant}
-	opt.Only = []harness.Job{{Variant: r.Variant, Index: i, Seed: r.Seed + uint64(i)}}
+	opt.Only = []record.Job{{Variant: r.Variant, Index: i, Seed: r.Seed + uint64(i)}}
 	opt.Seed = r.Seed
 	opt.Jobs = 1
 	sum, err := harness.RunCase(ctx, &c, opt)
@@ -114,7 +116,7 @@ func (r *Real) Trial(ctx context.Context, w harness.WorkloadSpec, i int) (bool, 
 		return false, fmt.Errorf("%s: no run recorded", sum.Dir)
 	}
 	rec := sum.Variants[0].Runs[0]
-	if !harness.IsJudged(rec.Outcome) {
+	if !record.IsJudged(rec.Outcome) {
 		return false, fmt.Errorf("run %s: %s: %s", filepath.Join(sum.Dir, rec.Dir), rec.Outcome, strings.Join(rec.Reasons, "; "))
 	}
 	return r.Signature.Matches(rec), nil
@@ -134,10 +136,10 @@ type Report struct {
 // go under out/runs.
 func Minimize(ctx context.Context, r *rundir.Run, s Search, opt harness.Options, out string) (*Report, error) {
 	rec := r.Record
-	if !harness.IsFailure(rec.Outcome) {
+	if !record.IsFailure(rec.Outcome) {
 		return nil, fmt.Errorf("%s: the run's outcome is %s: nothing to minimize", r.Dir, rec.Outcome)
 	}
-	if r.Case.Workload.Kind != harness.WorkloadPatchbay {
+	if r.Case.Workload.Kind != casespec.WorkloadPatchbay {
 		return nil, fmt.Errorf("%s: workload.kind %s: minimize shrinks the pbguest workload only", r.Case.File, r.Case.Workload.Kind)
 	}
 	opt.ResultsDir = filepath.Join(out, "runs")

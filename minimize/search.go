@@ -10,7 +10,8 @@ import (
 	"math"
 	"time"
 
-	"patchbay/harness"
+	"patchbay/casespec"
+	"patchbay/record"
 )
 
 // Rule: a candidate reproduces when at least K of N runs fail the same way.
@@ -47,7 +48,7 @@ func binom(n, k int) float64 {
 
 // Trial runs the workload once (attempt i of a candidate, 0-based) and
 // reports whether the run failed the same way as the original.
-type Trial func(ctx context.Context, w harness.WorkloadSpec, i int) (bool, error)
+type Trial func(ctx context.Context, w casespec.WorkloadSpec, i int) (bool, error)
 
 // Search is one minimization.
 type Search struct {
@@ -58,35 +59,35 @@ type Search struct {
 	// rate at the end (0: Rule.N).
 	MeasureRuns int
 	// Valid says whether a candidate is a valid case (nil: all are).
-	Valid func(w harness.WorkloadSpec) error
+	Valid func(w casespec.WorkloadSpec) error
 	Trial Trial
 	Log   io.Writer
 }
 
 // Candidate is one workload tried and what its runs showed.
 type Candidate struct {
-	Change   string               `json:"change"` // e.g. "duration 20s -> 10s"
-	Workload harness.WorkloadSpec `json:"workload"`
-	Runs     int                  `json:"runs"`
-	Failures int                  `json:"failures"`
-	Kept     bool                 `json:"kept"`
+	Change   string                `json:"change"` // e.g. "duration 20s -> 10s"
+	Workload casespec.WorkloadSpec `json:"workload"`
+	Runs     int                   `json:"runs"`
+	Failures int                   `json:"failures"`
+	Kept     bool                  `json:"kept"`
 }
 
 // Result is what a search found.
 type Result struct {
-	Rule      Rule                 `json:"-"`
-	N         int                  `json:"rule_n"`
-	K         int                  `json:"rule_k"`
-	Start     harness.WorkloadSpec `json:"start"`
-	Smallest  harness.WorkloadSpec `json:"smallest"`
-	Changes   []string             `json:"changes"` // the kept changes, in order
-	Tried     []Candidate          `json:"tried"`   // the start first
-	Runs      int                  `json:"measured_runs"`
-	Failures  int                  `json:"measured_failures"`
-	Rate      float64              `json:"measured_rate"`
-	Lo        float64              `json:"measured_lo"` // Wilson 95% interval of Rate
-	Hi        float64              `json:"measured_hi"`
-	Truncated bool                 `json:"truncated"` // MaxCandidates ended the search
+	Rule      Rule                  `json:"-"`
+	N         int                   `json:"rule_n"`
+	K         int                   `json:"rule_k"`
+	Start     casespec.WorkloadSpec `json:"start"`
+	Smallest  casespec.WorkloadSpec `json:"smallest"`
+	Changes   []string              `json:"changes"` // the kept changes, in order
+	Tried     []Candidate           `json:"tried"`   // the start first
+	Runs      int                   `json:"measured_runs"`
+	Failures  int                   `json:"measured_failures"`
+	Rate      float64               `json:"measured_rate"`
+	Lo        float64               `json:"measured_lo"` // Wilson 95% interval of Rate
+	Hi        float64               `json:"measured_hi"`
+	Truncated bool                  `json:"truncated"` // MaxCandidates ended the search
 }
 
 // ErrNotReproducible is returned when the start itself does not meet the rule.
@@ -95,7 +96,7 @@ var ErrNotReproducible = errors.New("the failure does not reproduce at the rule'
 // Run shrinks start greedily: for each knob in order, shrink it (halve a
 // number, drop a feature) as long as the candidate still reproduces, then
 // go on to the next; passes repeat until one keeps nothing.
-func (s *Search) Run(ctx context.Context, start harness.WorkloadSpec) (*Result, error) {
+func (s *Search) Run(ctx context.Context, start casespec.WorkloadSpec) (*Result, error) {
 	if err := s.Rule.Check(); err != nil {
 		return nil, err
 	}
@@ -157,13 +158,13 @@ search:
 		}
 	}
 	res.Rate = float64(res.Failures) / float64(res.Runs)
-	res.Lo, res.Hi = harness.Wilson(res.Failures, res.Runs, harness.Z95)
+	res.Lo, res.Hi = record.Wilson(res.Failures, res.Runs, record.Z95)
 	s.logf("smallest: %d of %d runs failed (%.0f%%, 95%% interval %.0f-%.0f%%)", res.Failures, res.Runs, 100*res.Rate, 100*res.Lo, 100*res.Hi)
 	return res, nil
 }
 
 // try runs a candidate until the rule decides.
-func (s *Search) try(ctx context.Context, change string, w harness.WorkloadSpec) (Candidate, error) {
+func (s *Search) try(ctx context.Context, change string, w casespec.WorkloadSpec) (Candidate, error) {
 	c := Candidate{Change: change, Workload: w}
 	for i := 0; i < s.Rule.N; i++ {
 		if c.Failures >= s.Rule.K || c.Failures+(s.Rule.N-i) < s.Rule.K {
@@ -197,12 +198,12 @@ func (s *Search) logf(format string, args ...any) {
 // workload and a description, or false when it cannot shrink further.
 type knob struct {
 	name   string
-	shrink func(w harness.WorkloadSpec) (harness.WorkloadSpec, string, bool)
+	shrink func(w casespec.WorkloadSpec) (casespec.WorkloadSpec, string, bool)
 }
 
 // halve shrinks an int field: n -> n/2, not below min.
-func halve(name string, min int, field func(*harness.WorkloadSpec) *int) knob {
-	return knob{name, func(w harness.WorkloadSpec) (harness.WorkloadSpec, string, bool) {
+func halve(name string, min int, field func(*casespec.WorkloadSpec) *int) knob {
+	return knob{name, func(w casespec.WorkloadSpec) (casespec.WorkloadSpec, string, bool) {
 		p := field(&w)
 		if *p <= min {
 			return w, "", false
@@ -214,8 +215,8 @@ func halve(name string, min int, field func(*harness.WorkloadSpec) *int) knob {
 }
 
 // drop turns a feature off (an int setting to 0).
-func drop(name string, field func(*harness.WorkloadSpec) *int) knob {
-	return knob{name, func(w harness.WorkloadSpec) (harness.WorkloadSpec, string, bool) {
+func drop(name string, field func(*casespec.WorkloadSpec) *int) knob {
+	return knob{name, func(w casespec.WorkloadSpec) (casespec.WorkloadSpec, string, bool) {
 		p := field(&w)
 		if *p == 0 {
 			return w, "", false
@@ -227,8 +228,8 @@ func drop(name string, field func(*harness.WorkloadSpec) *int) knob {
 }
 
 // decrement removes one worker, keeping at least one writer.
-func decrement(name string, field func(*harness.WorkloadSpec) *int) knob {
-	return knob{name, func(w harness.WorkloadSpec) (harness.WorkloadSpec, string, bool) {
+func decrement(name string, field func(*casespec.WorkloadSpec) *int) knob {
+	return knob{name, func(w casespec.WorkloadSpec) (casespec.WorkloadSpec, string, bool) {
 		p := field(&w)
 		if *p == 0 {
 			return w, "", false
@@ -243,16 +244,16 @@ func decrement(name string, field func(*harness.WorkloadSpec) *int) knob {
 
 // knobs, cheapest first: a shorter duration makes every later try cheaper.
 var knobs = []knob{
-	{"duration", func(w harness.WorkloadSpec) (harness.WorkloadSpec, string, bool) {
+	{"duration", func(w casespec.WorkloadSpec) (casespec.WorkloadSpec, string, bool) {
 		d := w.Duration.D()
 		half := (d / 2).Truncate(time.Second)
 		if half < time.Second {
 			return w, "", false
 		}
-		w.Duration = harness.Duration(half)
+		w.Duration = casespec.Duration(half)
 		return w, fmt.Sprintf("duration %s -> %s", d, half), true
 	}},
-	{"files", func(w harness.WorkloadSpec) (harness.WorkloadSpec, string, bool) {
+	{"files", func(w casespec.WorkloadSpec) (casespec.WorkloadSpec, string, bool) {
 		if w.Files <= 1 {
 			return w, "", false
 		}
@@ -261,18 +262,18 @@ var knobs = []knob{
 		w.Epochs = min(w.Epochs, w.Files) // an epoch needs a file of its own
 		return w, fmt.Sprintf("files %d -> %d", old, w.Files), true
 	}},
-	halve("blocks", 1, func(w *harness.WorkloadSpec) *int { return &w.Blocks }),
-	halve("epochs", 1, func(w *harness.WorkloadSpec) *int { return &w.Epochs }),
-	decrement("mmap_writers", func(w *harness.WorkloadSpec) *int { return &w.MmapWriters }),
-	decrement("pwrite_writers", func(w *harness.WorkloadSpec) *int { return &w.PwriteWriters }),
-	decrement("defrag.workers", func(w *harness.WorkloadSpec) *int { return &w.Defrag.Workers }),
-	halve("defrag.range_blocks", 1, func(w *harness.WorkloadSpec) *int { return &w.Defrag.RangeBlocks }),
-	drop("check_every (read-backs)", func(w *harness.WorkloadSpec) *int { return &w.CheckEvery }),
-	drop("msync_every", func(w *harness.WorkloadSpec) *int { return &w.MsyncEvery }),
-	drop("fsync_every", func(w *harness.WorkloadSpec) *int { return &w.FsyncEvery }),
-	drop("fdatasync_every", func(w *harness.WorkloadSpec) *int { return &w.FdatasyncEvery }),
-	drop("defrag.evict_one_in", func(w *harness.WorkloadSpec) *int { return &w.Defrag.EvictOneIn }),
-	{"defrag.rejournal", func(w harness.WorkloadSpec) (harness.WorkloadSpec, string, bool) {
+	halve("blocks", 1, func(w *casespec.WorkloadSpec) *int { return &w.Blocks }),
+	halve("epochs", 1, func(w *casespec.WorkloadSpec) *int { return &w.Epochs }),
+	decrement("mmap_writers", func(w *casespec.WorkloadSpec) *int { return &w.MmapWriters }),
+	decrement("pwrite_writers", func(w *casespec.WorkloadSpec) *int { return &w.PwriteWriters }),
+	decrement("defrag.workers", func(w *casespec.WorkloadSpec) *int { return &w.Defrag.Workers }),
+	halve("defrag.range_blocks", 1, func(w *casespec.WorkloadSpec) *int { return &w.Defrag.RangeBlocks }),
+	drop("check_every (read-backs)", func(w *casespec.WorkloadSpec) *int { return &w.CheckEvery }),
+	drop("msync_every", func(w *casespec.WorkloadSpec) *int { return &w.MsyncEvery }),
+	drop("fsync_every", func(w *casespec.WorkloadSpec) *int { return &w.FsyncEvery }),
+	drop("fdatasync_every", func(w *casespec.WorkloadSpec) *int { return &w.FdatasyncEvery }),
+	drop("defrag.evict_one_in", func(w *casespec.WorkloadSpec) *int { return &w.Defrag.EvictOneIn }),
+	{"defrag.rejournal", func(w casespec.WorkloadSpec) (casespec.WorkloadSpec, string, bool) {
 		if !w.Defrag.Rejournal {
 			return w, "", false
 		}

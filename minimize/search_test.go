@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"patchbay/casespec"
 	"patchbay/harness"
+	"patchbay/record"
 )
 
 func seeded(t *testing.T) *harness.Case {
@@ -25,7 +27,7 @@ func seeded(t *testing.T) *harness.Case {
 
 // bugNeeds is a deterministic oracle: the "bug" shows only with an mmap
 // writer, a defrag worker, eviction, at least 16 blocks and 4 s.
-func bugNeeds(w harness.WorkloadSpec) bool {
+func bugNeeds(w casespec.WorkloadSpec) bool {
 	return w.MmapWriters >= 1 && w.Defrag.Workers >= 1 && w.Defrag.EvictOneIn > 0 && w.Blocks >= 16 && w.Duration.D() >= 4*time.Second
 }
 
@@ -35,7 +37,7 @@ func TestSearchShrinksToTheOraclesEdge(t *testing.T) {
 	s := Search{
 		Rule:  Rule{N: 3, K: 2},
 		Valid: validator(c, "lost-dirty", t.TempDir()),
-		Trial: func(_ context.Context, w harness.WorkloadSpec, i int) (bool, error) {
+		Trial: func(_ context.Context, w casespec.WorkloadSpec, i int) (bool, error) {
 			runs++
 			return bugNeeds(w), nil
 		},
@@ -46,7 +48,7 @@ func TestSearchShrinksToTheOraclesEdge(t *testing.T) {
 	}
 	got := res.Smallest
 	want := c.Workload
-	want.Duration = harness.Duration(5 * time.Second) // 20 -> 10 -> 5 (2 loses the bug)
+	want.Duration = casespec.Duration(5 * time.Second) // 20 -> 10 -> 5 (2 loses the bug)
 	want.Files, want.Blocks = 1, 16
 	want.MmapWriters, want.PwriteWriters = 1, 0
 	want.Defrag.RangeBlocks = 1
@@ -74,7 +76,7 @@ func TestSearchShrinksToTheOraclesEdge(t *testing.T) {
 func TestSearchRefusesAStartThatDoesNotReproduce(t *testing.T) {
 	c := seeded(t)
 	calls := 0
-	s := Search{Rule: Rule{N: 4, K: 3}, Trial: func(_ context.Context, _ harness.WorkloadSpec, i int) (bool, error) {
+	s := Search{Rule: Rule{N: 4, K: 3}, Trial: func(_ context.Context, _ casespec.WorkloadSpec, i int) (bool, error) {
 		calls++
 		return i == 0, nil // fails once, then never
 	}}
@@ -90,7 +92,7 @@ func TestSearchRefusesAStartThatDoesNotReproduce(t *testing.T) {
 
 func TestSearchStopsAtMaxCandidates(t *testing.T) {
 	c := seeded(t)
-	s := Search{Rule: Rule{N: 1, K: 1}, MaxCandidates: 3, Trial: func(context.Context, harness.WorkloadSpec, int) (bool, error) { return true, nil }}
+	s := Search{Rule: Rule{N: 1, K: 1}, MaxCandidates: 3, Trial: func(context.Context, casespec.WorkloadSpec, int) (bool, error) { return true, nil }}
 	res, err := s.Run(context.Background(), c.Workload)
 	if err != nil {
 		t.Fatal(err)
@@ -112,11 +114,11 @@ func TestRuleAcceptProbSimulated(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, r := range []Rule{{3, 2}, {5, 3}, {4, 1}, {2, 2}} {
 		for _, p := range []float64{0.1, 0.3, 0.5, 0.8} {
-			s := Search{Rule: r, Trial: func(context.Context, harness.WorkloadSpec, int) (bool, error) { return rng.Float64() < p, nil }}
+			s := Search{Rule: r, Trial: func(context.Context, casespec.WorkloadSpec, int) (bool, error) { return rng.Float64() < p, nil }}
 			const n = 20000
 			kept := 0
 			for range n {
-				c, _ := s.try(context.Background(), "sim", harness.WorkloadSpec{})
+				c, _ := s.try(context.Background(), "sim", casespec.WorkloadSpec{})
 				if c.Kept {
 					kept++
 				}
@@ -136,7 +138,7 @@ func TestRuleAcceptProbSimulated(t *testing.T) {
 func TestWriteCaseLoadsWithTheNormalLoader(t *testing.T) {
 	c := seeded(t)
 	w := c.Workload
-	w.Duration, w.Files, w.Blocks, w.PwriteWriters = harness.Duration(8*time.Second), 2, 64, 0
+	w.Duration, w.Files, w.Blocks, w.PwriteWriters = casespec.Duration(8*time.Second), 2, 64, 0
 	dir := filepath.Join(t.TempDir(), "elsewhere")
 	m, err := WriteCase(c, "lost-dirty", w, dir)
 	if err != nil {
@@ -172,23 +174,23 @@ func TestWriteCaseLoadsWithTheNormalLoader(t *testing.T) {
 }
 
 func TestSignature(t *testing.T) {
-	orig := &harness.RunRecord{Outcome: harness.Fail, Reasons: []string{
+	orig := &record.RunRecord{Outcome: record.Fail, Reasons: []string{
 		"bad blocks = 9, expected at most 0",
 		"writer 0 (mmap): 2 of 50 read-backs did not return the last write: first x",
 		"verify dropcache: 9 bad blocks map[zeros:9]",
 	}}
 	s := SignatureOf(orig)
-	if s.Outcome != harness.Fail || !slices.Equal(s.Kinds, []string{"data"}) {
+	if s.Outcome != record.Fail || !slices.Equal(s.Kinds, []string{"data"}) {
 		t.Fatalf("signature %+v", s)
 	}
 	for _, tc := range []struct {
-		rec  harness.RunRecord
+		rec  record.RunRecord
 		want bool
 	}{
-		{harness.RunRecord{Outcome: harness.Fail, Reasons: []string{"verify live: 1 bad blocks map[older:1]"}}, true},
-		{harness.RunRecord{Outcome: harness.Fail, Reasons: []string{"moves = 0, expected at least 1"}}, false},
-		{harness.RunRecord{Outcome: harness.Crash, Reasons: []string{"bad blocks = 1, expected at most 0"}}, false},
-		{harness.RunRecord{Outcome: harness.Pass}, false},
+		{record.RunRecord{Outcome: record.Fail, Reasons: []string{"verify live: 1 bad blocks map[older:1]"}}, true},
+		{record.RunRecord{Outcome: record.Fail, Reasons: []string{"moves = 0, expected at least 1"}}, false},
+		{record.RunRecord{Outcome: record.Crash, Reasons: []string{"bad blocks = 1, expected at most 0"}}, false},
+		{record.RunRecord{Outcome: record.Pass}, false},
 	} {
 		if got := s.Matches(&tc.rec); got != tc.want {
 			t.Errorf("%v %v: %v, want %v", tc.rec.Outcome, tc.rec.Reasons, got, tc.want)

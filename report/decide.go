@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"strings"
 
-	"patchbay/harness"
+	"patchbay/record"
 )
 
 // evidenceMarkdown is what summary.md says beside the table: each variant's
 // decision by the sequential rule with its evidence (a decide session), the
 // titles new in every run of a variant, and detection per run and minute.
-func evidenceMarkdown(s *harness.Summary, stats []harness.VariantStats) string {
+func evidenceMarkdown(s *record.Summary, stats []record.VariantStats) string {
 	var b strings.Builder
 	if d := s.Decide; d != nil {
 		fmt.Fprintf(&b, "## Decision\n\n")

@@ -6,7 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"patchbay/harness"
+	"patchbay/casespec"
+	"patchbay/record"
 	"patchbay/seqtest"
 	"patchbay/triage"
 )
@@ -15,13 +16,13 @@ import (
 // eopnotsupp (all pass) and fallback (5 of 6 fail, one title in every
 // run), per-second series from the guest on every run, and the decision
 // the real rule (seqtest.Default) makes on those rounds.
-func decideSample(t *testing.T) *harness.Summary {
+func decideSample(t *testing.T) *record.Summary {
 	t.Helper()
 	start := time.Date(2026, 12, 4, 4, 30, 0, 0, time.UTC)
 	bug := triage.Finding{Kind: triage.KindWarning, Title: "WARNING in ext4_move_extents", Line: 700, Phase: "workload", Report: "WARNING: CPU: 1 PID: 97 at fs/ext4/move_extent.c:640"}
-	series := func(idx int, bad bool) (*harness.PerSecond, *harness.PerSecond) {
-		w := &harness.PerSecond{StartUnix: 1.7e9, Counts: map[string][]int64{}}
-		d := &harness.PerSecond{StartUnix: 1.7e9 + 1, Counts: map[string][]int64{}}
+	series := func(idx int, bad bool) (*record.PerSecond, *record.PerSecond) {
+		w := &record.PerSecond{StartUnix: 1.7e9, Counts: map[string][]int64{}}
+		d := &record.PerSecond{StartUnix: 1.7e9 + 1, Counts: map[string][]int64{}}
 		for s := range 20 {
 			w.Counts["writes"] = append(w.Counts["writes"], int64(200+10*((s+idx)%5)))
 			d.Counts["moved"] = append(d.Counts["moved"], int64(3+s%4))
@@ -34,27 +35,27 @@ func decideSample(t *testing.T) *harness.Summary {
 		}
 		return w, d
 	}
-	mk := func(variant string, idx int, fail bool) *harness.RunRecord {
-		o := harness.Pass
+	mk := func(variant string, idx int, fail bool) *record.RunRecord {
+		o := record.Pass
 		var reasons []string
 		var findings []triage.Finding
 		if fail {
-			o, reasons, findings = harness.Crash, []string{"WARNING in ext4_move_extents"}, []triage.Finding{bug}
+			o, reasons, findings = record.Crash, []string{"WARNING in ext4_move_extents"}, []triage.Finding{bug}
 		}
 		w, d := series(idx, fail)
-		return &harness.RunRecord{
+		return &record.RunRecord{
 			Case: "ext4-journal-defrag", Variant: variant, Index: idx, Seed: 7000 + uint64(idx), Release: "6.12.118",
 			Accel: "tcg", Started: start.Add(time.Duration(idx) * time.Minute), Seconds: 33, BootSecs: 6, Outcome: o, Reasons: reasons,
 			Dir:      fmt.Sprintf("%s/%d", variant, idx),
-			Writers:  []harness.WriterResult{{ID: 0, Mode: "mmap", Writes: 4000, PerSecond: w}},
-			Defrag:   []harness.DefragResult{{Results: map[string]int64{"moved": 90}, Transitions: 90, PerSecond: d}},
-			Verify:   []harness.VerifyResult{{Phase: "live"}, {Phase: "dropcache"}, {Phase: "remount"}},
-			Fsck:     &harness.FsckResult{Clean: true},
+			Writers:  []record.WriterResult{{ID: 0, Mode: "mmap", Writes: 4000, PerSecond: w}},
+			Defrag:   []record.DefragResult{{Results: map[string]int64{"moved": 90}, Transitions: 90, PerSecond: d}},
+			Verify:   []record.VerifyResult{{Phase: "live"}, {Phase: "dropcache"}, {Phase: "remount"}},
+			Fsck:     &record.FsckResult{Clean: true},
 			Findings: findings,
 		}
 	}
 	fails := []bool{true, true, false, true, true, true}
-	var eop, fall []*harness.RunRecord
+	var eop, fall []*record.RunRecord
 	var pairs []seqtest.Pair
 	for i, f := range fails {
 		eop = append(eop, mk("eopnotsupp", i, false))
@@ -76,16 +77,16 @@ func decideSample(t *testing.T) *harness.Summary {
 	if res.Decision != seqtest.Worse || res.DecidedAt != 6 {
 		t.Fatalf("sample's decision: %s at %d", res.Decision, res.DecidedAt)
 	}
-	return &harness.Summary{
+	return &record.Summary{
 		Case: "ext4-journal-defrag", Question: "Does the fallback lose data where refusing is safe?", Baseline: "eopnotsupp",
 		Started: start, Seconds: 420, Seed: 7000, Accel: "tcg",
-		Workload: harness.WorkloadSpec{Duration: harness.Duration(20 * time.Second), Files: 4, Blocks: 256, MmapWriters: 2, PwriteWriters: 1},
-		Variants: []harness.VariantSummary{
+		Workload: casespec.WorkloadSpec{Duration: casespec.Duration(20 * time.Second), Files: 4, Blocks: 256, MmapWriters: 2, PwriteWriters: 1},
+		Variants: []record.VariantSummary{
 			{Name: "eopnotsupp", Runs: eop},
 			{Name: "fallback", Patches: []string{"0001.patch"}, Runs: fall},
 		},
-		Decide: &harness.DecideRecord{Rule: harness.DecideRule, Design: design, Bounds: bounds, BudgetSeconds: 840, Rounds: 6, Ended: "every variant decided",
-			Variants: []harness.VariantDecision{{Name: "fallback", Result: res}}},
+		Decide: &record.DecideRecord{Rule: record.DecideRule, Design: design, Bounds: bounds, BudgetSeconds: 840, Rounds: 6, Ended: "every variant decided",
+			Variants: []record.VariantDecision{{Name: "fallback", Result: res}}},
 	}
 }
 

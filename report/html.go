@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"patchbay/harness"
+	"patchbay/record"
 )
 
 //go:embed html.tmpl
@@ -34,7 +34,7 @@ type htmlPage struct {
 	AccelNote, Image      string
 	Variants              []htmlVariant
 	Rows                  []htmlRow
-	Legend                []harness.Outcome
+	Legend                []record.Outcome
 	Rates                 template.HTML // failure rates with intervals (svg.go)
 	Decide                *htmlDecide
 }
@@ -61,7 +61,7 @@ type htmlVariant struct {
 }
 
 type htmlSegment struct {
-	Outcome harness.Outcome
+	Outcome record.Outcome
 	Count   int
 	Pct     string
 }
@@ -83,7 +83,7 @@ type htmlLine struct {
 
 type htmlRun struct {
 	Anchor, Label, Detail string
-	Outcome               harness.Outcome
+	Outcome               record.Outcome
 	Reasons               []string
 	Findings              []htmlFinding
 	Links                 []htmlLink
@@ -103,12 +103,12 @@ type htmlLink struct{ Name, Href string }
 // external URLs), every value escaped by html/template. dir is the results
 // directory; when a run's directory can be listed there, its actual files
 // are linked, else the usual names.
-func HTML(s *harness.Summary, dir string) ([]byte, error) {
+func HTML(s *record.Summary, dir string) ([]byte, error) {
 	stats := s.Stats()
 	page := htmlPage{
 		Case: s.Case, Question: oneLine(s.Question), Setup: setupLine(s), NoBaseline: missingBaseline(s),
 		Seconds: fmt.Sprintf("%.0f s in all", s.Seconds), AccelNote: s.AccelNote, Image: s.Image,
-		Legend: harness.Outcomes,
+		Legend: record.Outcomes,
 	}
 	if !s.Started.IsZero() {
 		page.Started = s.Started.UTC().Format("2006-01-02 15:04:05 UTC")
@@ -144,7 +144,7 @@ func HTML(s *harness.Summary, dir string) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-func htmlVariantOf(s *harness.Summary, v *harness.VariantSummary, st *harness.VariantStats, dir string) htmlVariant {
+func htmlVariantOf(s *record.Summary, v *record.VariantSummary, st *record.VariantStats, dir string) htmlVariant {
 	hv := htmlVariant{
 		Heading: variantHeading(s, v), Description: v.Description, Runs: len(v.Runs),
 		Rate: rateCell(st), BuildError: v.BuildError,
@@ -154,7 +154,7 @@ func htmlVariantOf(s *harness.Summary, v *harness.VariantSummary, st *harness.Va
 		hv.P = pCell(st) + " vs " + s.Baseline
 	}
 	var label []string
-	for _, o := range harness.Outcomes {
+	for _, o := range record.Outcomes {
 		if n := st.Counts[o]; n > 0 {
 			hv.Bar = append(hv.Bar, htmlSegment{Outcome: o, Count: n, Pct: strconv.FormatFloat(100*float64(n)/float64(len(v.Runs)), 'f', 2, 64)})
 			label = append(label, fmt.Sprintf("%s %d", o, n))
@@ -182,7 +182,7 @@ func htmlVariantOf(s *harness.Summary, v *harness.VariantSummary, st *harness.Va
 	return hv
 }
 
-func runDetail(r *harness.RunRecord) string {
+func runDetail(r *record.RunRecord) string {
 	parts := []string{fmt.Sprintf("%.1f s", r.Seconds)}
 	if r.BootSecs > 0 {
 		parts = append(parts, fmt.Sprintf("boot %.1f s", r.BootSecs))
@@ -199,7 +199,7 @@ func runDetail(r *harness.RunRecord) string {
 	return strings.Join(parts, ", ")
 }
 
-func findingCellLines(v *harness.VariantSummary, st *harness.VariantStats) []htmlLine {
+func findingCellLines(v *record.VariantSummary, st *record.VariantStats) []htmlLine {
 	fresh := newSet(st)
 	var lines []htmlLine
 	for _, t := range st.Titles {

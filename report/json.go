@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"patchbay/harness"
+	"patchbay/record"
 
 	"patchbay/safefile"
 )
@@ -15,16 +15,16 @@ import (
 const SchemaVersion = 1
 
 // summaryFile is summary.json: the summary's own fields at the top level
-// (so older readers that unmarshal a harness.Summary keep working) plus the
+// (so older readers that unmarshal a record.Summary keep working) plus the
 // statistics derived from them.
 type summaryFile struct {
 	Schema int `json:"schema"`
-	*harness.Summary
-	Stats []harness.VariantStats `json:"stats"`
+	*record.Summary
+	Stats []record.VariantStats `json:"stats"`
 }
 
 // SummaryJSON is the content of summary.json.
-func SummaryJSON(s *harness.Summary) ([]byte, error) {
+func SummaryJSON(s *record.Summary) ([]byte, error) {
 	data, err := json.MarshalIndent(summaryFile{Schema: SchemaVersion, Summary: s, Stats: s.Stats()}, "", "  ")
 	if err != nil {
 		return nil, err
@@ -35,13 +35,13 @@ func SummaryJSON(s *harness.Summary) ([]byte, error) {
 // Read loads DIR/summary.json back into a Summary (with Dir set to dir), so
 // that every report can be rendered again. The stored stats are ignored:
 // they are recomputed from the runs.
-func Read(dir string) (*harness.Summary, error) {
+func Read(dir string) (*record.Summary, error) {
 	path := filepath.Join(dir, "summary.json")
 	data, err := safefile.ReadFile(path, safefile.RecordCap)
 	if err != nil {
 		return nil, fmt.Errorf("reading results: %w", err)
 	}
-	f := summaryFile{Summary: &harness.Summary{}}
+	f := summaryFile{Summary: &record.Summary{}}
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"patchbay/harness"
+	"patchbay/record"
 )
 
 // JUnit XML as read by Jenkins, GitLab and GitHub test reporters: one
@@ -68,7 +68,7 @@ type junitProblem struct {
 // kernel did not build gets one "<variant> build" testcase with an <error>,
 // so CI shows it instead of an empty suite. dir is the results directory,
 // named in each run's system-out.
-func JUnit(s *harness.Summary, dir string) ([]byte, error) {
+func JUnit(s *record.Summary, dir string) ([]byte, error) {
 	root := junitSuites{Name: "patchbay " + s.Case}
 	var total float64
 	for _, v := range s.Variants {
@@ -91,14 +91,14 @@ func JUnit(s *harness.Summary, dir string) ([]byte, error) {
 			}
 			p := &junitProblem{Message: problemMessage(r), Type: string(r.Outcome), Text: xmlSafe(problemText(r))}
 			switch r.Outcome {
-			case harness.Pass:
-			case harness.Fail, harness.Crash, harness.Hang:
+			case record.Pass:
+			case record.Fail, record.Crash, record.Hang:
 				c.Failure = p
 				suite.Failures++
-			case harness.BootError, harness.InfraError:
+			case record.BootError, record.InfraError:
 				c.Error = p
 				suite.Errors++
-			case harness.Interrupted:
+			case record.Interrupted:
 				c.Skipped = p
 				suite.Skipped++
 			default:
@@ -132,7 +132,7 @@ func JUnit(s *harness.Summary, dir string) ([]byte, error) {
 	return append(append([]byte(xml.Header), data...), '\n'), nil
 }
 
-func suiteProperties(s *harness.Summary, v *harness.VariantSummary) []junitProperty {
+func suiteProperties(s *record.Summary, v *record.VariantSummary) []junitProperty {
 	props := []junitProperty{
 		{"case", s.Case},
 		{"baseline", fmt.Sprint(v.Name == s.Baseline)},
@@ -146,14 +146,14 @@ func suiteProperties(s *harness.Summary, v *harness.VariantSummary) []junitPrope
 	return props
 }
 
-func problemMessage(r *harness.RunRecord) string {
+func problemMessage(r *record.RunRecord) string {
 	if len(r.Reasons) > 0 {
 		return string(r.Outcome) + ": " + r.Reasons[0]
 	}
 	return string(r.Outcome)
 }
 
-func problemText(r *harness.RunRecord) string {
+func problemText(r *record.RunRecord) string {
 	var b strings.Builder
 	for _, why := range r.Reasons {
 		fmt.Fprintf(&b, "%s\n", why)
@@ -167,7 +167,7 @@ func problemText(r *harness.RunRecord) string {
 	return b.String()
 }
 
-func runOut(dir string, r *harness.RunRecord) string {
+func runOut(dir string, r *record.RunRecord) string {
 	path := r.Dir
 	if dir != "" && !filepath.IsAbs(path) {
 		path = filepath.Join(dir, r.Dir)

@@ -6,7 +6,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"patchbay/harness"
+	"patchbay/record"
 )
 
 // KCIDB I/O schema version written. 4.2 is the first v4 minor with the MISS
@@ -80,17 +80,17 @@ type kcidbEnvironment struct {
 // (FAIL), the test could not finish and the kernel's state is unknown
 // (ERROR: no SSH after boot), the harness failed (MISS), the user stopped
 // it (SKIP).
-func KCIDBStatus(o harness.Outcome) string {
+func KCIDBStatus(o record.Outcome) string {
 	switch o {
-	case harness.Pass:
+	case record.Pass:
 		return "PASS"
-	case harness.Fail, harness.Crash, harness.Hang:
+	case record.Fail, record.Crash, record.Hang:
 		return "FAIL"
-	case harness.BootError:
+	case record.BootError:
 		return "ERROR"
-	case harness.InfraError:
+	case record.InfraError:
 		return "MISS"
-	case harness.Interrupted:
+	case record.Interrupted:
 		return "SKIP"
 	}
 	return "ERROR"
@@ -101,7 +101,7 @@ func KCIDBStatus(o harness.Outcome) string {
 // "status" property only exists from v5) and is repeated as misc.status.
 // Log paths are relative to the results directory and go under misc: the
 // schema's log_url must be an absolute URL.
-func KCIDB(s *harness.Summary) ([]byte, error) {
+func KCIDB(s *record.Summary) ([]byte, error) {
 	stamp := s.Started.UTC().Format("20060102-150405")
 	checkoutID := fmt.Sprintf("%s:%s:%s", kcidbOrigin, s.Case, stamp)
 	rep := kcidbReport{
@@ -180,7 +180,7 @@ func KCIDB(s *harness.Summary) ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
-func titles(r *harness.RunRecord) []string {
+func titles(r *record.RunRecord) []string {
 	out := []string{}
 	seen := map[string]bool{}
 	for _, f := range r.Findings {

@@ -6,7 +6,7 @@ import (
 	"regexp"
 	"testing"
 
-	"patchbay/harness"
+	"patchbay/record"
 )
 
 // Property names KCIDB v4.2 allows per object (it sets
@@ -135,7 +135,7 @@ func TestKCIDBSchema(t *testing.T) {
 
 func TestKCIDBStatusCoversEveryOutcome(t *testing.T) {
 	valid := map[string]bool{"FAIL": true, "ERROR": true, "MISS": true, "PASS": true, "DONE": true, "SKIP": true}
-	for _, o := range harness.Outcomes {
+	for _, o := range record.Outcomes {
 		if s := KCIDBStatus(o); !valid[s] {
 			t.Errorf("%s -> %q", o, s)
 		}

@@ -15,19 +15,20 @@ import (
 	"strconv"
 	"strings"
 
-	"patchbay/harness"
+	"patchbay/casespec"
+	"patchbay/record"
 	"patchbay/safefile"
 )
 
 // Write renders every report into dir, each file atomically.
-func Write(dir string, s *harness.Summary) error { return write(dir, s, true) }
+func Write(dir string, s *record.Summary) error { return write(dir, s, true) }
 
 // WriteViews renders every report but summary.json into dir: the files
 // made from summary.json, which stays as it is (a newer patchbay's fields
 // that this one does not know survive a re-render).
-func WriteViews(dir string, s *harness.Summary) error { return write(dir, s, false) }
+func WriteViews(dir string, s *record.Summary) error { return write(dir, s, false) }
 
-func write(dir string, s *harness.Summary, withSummary bool) error {
+func write(dir string, s *record.Summary, withSummary bool) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("results directory: %w", err)
 	}
@@ -60,44 +61,44 @@ func write(dir string, s *harness.Summary, withSummary bool) error {
 // row is one line of the side-by-side table, shared by Markdown and HTML.
 type row struct {
 	name string
-	cell func(v *harness.VariantSummary, st *harness.VariantStats) string
+	cell func(v *record.VariantSummary, st *record.VariantStats) string
 }
 
 // findingsRow is the name of the row that HTML renders as a list.
 const findingsRow = "findings"
 
-func tableRows(s *harness.Summary) []row {
+func tableRows(s *record.Summary) []row {
 	// Defrag and writer numbers exist only for runs whose workload
 	// reported them (not for a run that crashed before it did).
-	defragged := func(r *harness.RunRecord) bool { return len(r.Defrag) > 0 }
-	wrote := func(r *harness.RunRecord) bool { return len(r.Writers) > 0 }
-	sum := func(has func(*harness.RunRecord) bool, f func(*harness.RunRecord) int64) func(*harness.VariantSummary, *harness.VariantStats) string {
-		return func(v *harness.VariantSummary, _ *harness.VariantStats) string { return sumCell(v, has, f) }
+	defragged := func(r *record.RunRecord) bool { return len(r.Defrag) > 0 }
+	wrote := func(r *record.RunRecord) bool { return len(r.Writers) > 0 }
+	sum := func(has func(*record.RunRecord) bool, f func(*record.RunRecord) int64) func(*record.VariantSummary, *record.VariantStats) string {
+		return func(v *record.VariantSummary, _ *record.VariantStats) string { return sumCell(v, has, f) }
 	}
-	only := func(f func(*harness.VariantSummary) string) func(*harness.VariantSummary, *harness.VariantStats) string {
-		return func(v *harness.VariantSummary, _ *harness.VariantStats) string { return f(v) }
+	only := func(f func(*record.VariantSummary) string) func(*record.VariantSummary, *record.VariantStats) string {
+		return func(v *record.VariantSummary, _ *record.VariantStats) string { return f(v) }
 	}
 	rows := []row{
 		{"kernel", only(kernelCell)},
-		{"patches", only(func(v *harness.VariantSummary) string { return fmt.Sprint(len(patchStack(v))) })},
-		{"runs", only(func(v *harness.VariantSummary) string { return fmt.Sprint(len(v.Runs)) })},
+		{"patches", only(func(v *record.VariantSummary) string { return fmt.Sprint(len(patchStack(v))) })},
+		{"runs", only(func(v *record.VariantSummary) string { return fmt.Sprint(len(v.Runs)) })},
 		{"outcome", only(outcomeCell)},
-		{"failure rate (95% CI)", func(_ *harness.VariantSummary, st *harness.VariantStats) string { return rateCell(st) }},
-		{"p vs baseline (Fisher)", func(_ *harness.VariantSummary, st *harness.VariantStats) string { return pCell(st) }},
-		{"moves done", sum(defragged, func(r *harness.RunRecord) int64 { return r.Moved() })},
-		{"refused EOPNOTSUPP", sum(defragged, func(r *harness.RunRecord) int64 { return r.Refused("EOPNOTSUPP") })},
+		{"failure rate (95% CI)", func(_ *record.VariantSummary, st *record.VariantStats) string { return rateCell(st) }},
+		{"p vs baseline (Fisher)", func(_ *record.VariantSummary, st *record.VariantStats) string { return pCell(st) }},
+		{"moves done", sum(defragged, func(r *record.RunRecord) int64 { return r.Moved() })},
+		{"refused EOPNOTSUPP", sum(defragged, func(r *record.RunRecord) int64 { return r.Refused("EOPNOTSUPP") })},
 		{"other move errors", sum(defragged, otherErrors)},
-		{"a_ops transitions", sum(defragged, func(r *harness.RunRecord) int64 { return r.Transitions() })},
-		{"block writes", sum(wrote, func(r *harness.RunRecord) int64 { return r.Writes() })},
-		{"read-backs missing the last write", sum(wrote, func(r *harness.RunRecord) int64 { return r.ReadbackBad() })},
+		{"a_ops transitions", sum(defragged, func(r *record.RunRecord) int64 { return r.Transitions() })},
+		{"block writes", sum(wrote, func(r *record.RunRecord) int64 { return r.Writes() })},
+		{"read-backs missing the last write", sum(wrote, func(r *record.RunRecord) int64 { return r.ReadbackBad() })},
 		{"bad blocks live/dropcache/remount", only(badCell)},
 		{"e2fsck", only(fsckCell)},
-		{findingsRow, func(v *harness.VariantSummary, st *harness.VariantStats) string {
+		{findingsRow, func(v *record.VariantSummary, st *record.VariantStats) string {
 			return strings.Join(findingLines(v, st), "<br>")
 		}},
 	}
 	if len(s.NotFinished) > 0 {
-		rows = slices.Insert(rows, 3, row{"not finished", func(v *harness.VariantSummary, _ *harness.VariantStats) string {
+		rows = slices.Insert(rows, 3, row{"not finished", func(v *record.VariantSummary, _ *record.VariantStats) string {
 			return notFinishedCell(s, v)
 		}})
 	}
@@ -111,7 +112,7 @@ func tableRows(s *harness.Summary) []row {
 	}
 	at := slices.IndexFunc(rows, func(r row) bool { return r.name == "bad blocks live/dropcache/remount" })
 	rows = slices.Insert(rows, at, rates...)
-	if s.Workload.Defrag.Tool == harness.DefragE4defrag {
+	if s.Workload.Defrag.Tool == casespec.DefragE4defrag {
 		rows = slices.Insert(rows, at, row{"e4defrag outcomes (as it printed them)", only(e4defragCell)})
 	}
 	if s.Workload.PowerCut != nil {
@@ -126,7 +127,7 @@ func tableRows(s *harness.Summary) []row {
 		// (the transitions row counts journal-flag swaps only).
 		at := slices.IndexFunc(rows, func(r row) bool { return r.name == "a_ops transitions" })
 		rows = slices.Insert(rows, at+1, row{"work files moved (each an a_ops swap off iomap)",
-			sum(defragged, func(r *harness.RunRecord) int64 { return r.FilesMoved() })})
+			sum(defragged, func(r *record.RunRecord) int64 { return r.FilesMoved() })})
 		// Evidence that the runs used the buffered iomap path at all.
 		iomap := row{"buffered iomap events setup/workload; folios above order 0", only(iomapCell)}
 		rows = append(rows[:len(rows)-1], iomap, rows[len(rows)-1])
@@ -136,7 +137,7 @@ func tableRows(s *harness.Summary) []row {
 
 // writerRateCell is the mean writes/s (and faults/s of the writing thread)
 // per writer of each mode over the variant's runs.
-func writerRateCell(v *harness.VariantSummary) string {
+func writerRateCell(v *record.VariantSummary) string {
 	type acc struct {
 		writes, faults float64
 		n              int
@@ -169,12 +170,12 @@ func writerRateCell(v *harness.VariantSummary) string {
 }
 
 // moveRateCell is the mean successful moves/s per ioctl defrag worker.
-func moveRateCell(v *harness.VariantSummary) string {
+func moveRateCell(v *record.VariantSummary) string {
 	var sum float64
 	n := 0
 	for _, r := range v.Runs {
 		for _, d := range r.Defrag {
-			if d.Tool != harness.DefragE4defrag {
+			if d.Tool != casespec.DefragE4defrag {
 				sum, n = sum+d.MovesPerS, n+1
 			}
 		}
@@ -186,11 +187,11 @@ func moveRateCell(v *harness.VariantSummary) string {
 }
 
 // e4defragCell sums the outcome classes e4defrag printed.
-func e4defragCell(v *harness.VariantSummary) string {
+func e4defragCell(v *record.VariantSummary) string {
 	sum := map[string]int64{}
 	for _, r := range v.Runs {
 		for _, d := range r.Defrag {
-			if d.Tool == harness.DefragE4defrag {
+			if d.Tool == casespec.DefragE4defrag {
 				for k, c := range d.Results {
 					if c > 0 {
 						sum[k] += c
@@ -215,7 +216,7 @@ func e4defragCell(v *harness.VariantSummary) string {
 }
 
 // tracedIomap: some run counted buffered-iomap events (check_buffered_iomap).
-func tracedIomap(s *harness.Summary) bool {
+func tracedIomap(s *record.Summary) bool {
 	for _, v := range s.Variants {
 		for _, r := range v.Runs {
 			if r.BufferedIomap != nil {
@@ -226,7 +227,7 @@ func tracedIomap(s *harness.Summary) bool {
 	return false
 }
 
-func iomapCell(v *harness.VariantSummary) string {
+func iomapCell(v *record.VariantSummary) string {
 	var setup, work, folios, large int64
 	traced, order0 := 0, 0
 	for _, r := range v.Runs {
@@ -250,7 +251,7 @@ func iomapCell(v *harness.VariantSummary) string {
 }
 
 // Markdown is the side-by-side summary: one column per variant.
-func Markdown(s *harness.Summary) string {
+func Markdown(s *record.Summary) string {
 	stats := s.Stats()
 	var b strings.Builder
 	fmt.Fprintf(&b, "# patchbay: %s\n\n", s.Case)
@@ -300,15 +301,15 @@ func Markdown(s *harness.Summary) string {
 	return b.String()
 }
 
-func setupLine(s *harness.Summary) string {
-	if s.Workload.Kind == harness.WorkloadFio {
+func setupLine(s *record.Summary) string {
+	if s.Workload.Kind == casespec.WorkloadFio {
 		return fmt.Sprintf("seed %d, %s, workload %s: fio job %s, verified with %s", s.Seed, s.Accel, s.Workload.Duration.D(), s.Workload.Fio.Job, s.Workload.Fio.Verify)
 	}
 	w := s.Workload
 	line := fmt.Sprintf("seed %d, %s, workload %s: %d files x %d blocks, %d mmap + %d pwrite writers, %d defrag worker(s)",
 		s.Seed, s.Accel, w.Duration.D(), w.Files, w.Blocks, w.MmapWriters, w.PwriteWriters, w.Defrag.Workers)
 	// The options that change what the workload does, when set.
-	if w.Defrag.Tool == harness.DefragE4defrag {
+	if w.Defrag.Tool == casespec.DefragE4defrag {
 		line += " running e4defrag"
 	}
 	if w.Defrag.Donor != "" {
@@ -323,14 +324,14 @@ func setupLine(s *harness.Summary) string {
 	return line
 }
 
-func variantHeading(s *harness.Summary, v *harness.VariantSummary) string {
+func variantHeading(s *record.Summary, v *record.VariantSummary) string {
 	if v.Name == s.Baseline {
 		return v.Name + " (baseline)"
 	}
 	return v.Name
 }
 
-func kernelCell(v *harness.VariantSummary) string {
+func kernelCell(v *record.VariantSummary) string {
 	if v.Kernel == nil {
 		if v.BuildError != "" {
 			return "build failed"
@@ -344,10 +345,10 @@ func kernelCell(v *harness.VariantSummary) string {
 	return fmt.Sprintf("%s (%s)", v.Kernel.Release, key)
 }
 
-func outcomeCell(v *harness.VariantSummary) string {
+func outcomeCell(v *record.VariantSummary) string {
 	counts := v.Counts()
 	var parts []string
-	for _, o := range harness.Outcomes {
+	for _, o := range record.Outcomes {
 		if counts[o] > 0 {
 			parts = append(parts, fmt.Sprintf("%s %d", o, counts[o]))
 		}
@@ -360,7 +361,7 @@ func outcomeCell(v *harness.VariantSummary) string {
 
 // rateCell is "25% [5-70%]": failures over judged runs with the Wilson
 // interval, so 0 of 3 reads as "not shown to be safe" rather than "safe".
-func rateCell(st *harness.VariantStats) string {
+func rateCell(st *record.VariantStats) string {
 	if st.Judged == 0 {
 		return "-"
 	}
@@ -368,7 +369,7 @@ func rateCell(st *harness.VariantStats) string {
 	return fmt.Sprintf("%s%% [%s-%s%%] (%d/%d)", pct(st.FailureRate), pct(st.Lo), pct(st.Hi), st.Failures, st.Judged)
 }
 
-func pCell(st *harness.VariantStats) string {
+func pCell(st *record.VariantStats) string {
 	if !st.Compared {
 		return "-"
 	}
@@ -380,7 +381,7 @@ const unknown = "—"
 
 // sumCell sums f over the runs that reported it (has); runs that did not
 // (a crash before the workload reported) are counted as unknown, not 0.
-func sumCell(v *harness.VariantSummary, has func(*harness.RunRecord) bool, f func(*harness.RunRecord) int64) string {
+func sumCell(v *record.VariantSummary, has func(*record.RunRecord) bool, f func(*record.RunRecord) int64) string {
 	if len(v.Runs) == 0 {
 		return "-"
 	}
@@ -403,7 +404,7 @@ func sumCell(v *harness.VariantSummary, has func(*harness.RunRecord) bool, f fun
 
 // notFinishedCell names the variant's runs the session planned but never
 // finished (it was killed): "#1 (seed 43), #2 (seed 44)".
-func notFinishedCell(s *harness.Summary, v *harness.VariantSummary) string {
+func notFinishedCell(s *record.Summary, v *record.VariantSummary) string {
 	var parts []string
 	for _, j := range s.NotFinished {
 		if j.Variant == v.Name {
@@ -416,7 +417,7 @@ func notFinishedCell(s *harness.Summary, v *harness.VariantSummary) string {
 	return strings.Join(parts, ", ")
 }
 
-func consoleTruncated(s *harness.Summary) bool {
+func consoleTruncated(s *record.Summary) bool {
 	for _, v := range s.Variants {
 		for _, r := range v.Runs {
 			if r.ConsoleTruncated {
@@ -428,7 +429,7 @@ func consoleTruncated(s *harness.Summary) bool {
 }
 
 // truncatedCell lists the runs whose console.log stops at the capture cap.
-func truncatedCell(v *harness.VariantSummary) string {
+func truncatedCell(v *record.VariantSummary) string {
 	var parts []string
 	for _, r := range v.Runs {
 		if r.ConsoleTruncated {
@@ -441,10 +442,10 @@ func truncatedCell(v *harness.VariantSummary) string {
 	return strings.Join(parts, ", ") + ": findings after the cap are unknown"
 }
 
-func otherErrors(r *harness.RunRecord) int64 {
+func otherErrors(r *record.RunRecord) int64 {
 	var n int64
 	for _, d := range r.Defrag {
-		if d.Tool == harness.DefragE4defrag {
+		if d.Tool == casespec.DefragE4defrag {
 			continue // what the tool printed, in its own row
 		}
 		for k, c := range d.Results {
@@ -459,7 +460,7 @@ func otherErrors(r *harness.RunRecord) int64 {
 // badCell is the bad blocks of each verify pass (live/dropcache/remount),
 // summed over the runs that ran that pass; a pass no run reached is
 // unknown, not 0.
-func badCell(v *harness.VariantSummary) string {
+func badCell(v *record.VariantSummary) string {
 	if len(v.Runs) == 0 {
 		return "-"
 	}
@@ -485,7 +486,7 @@ func badCell(v *harness.VariantSummary) string {
 // missingBaseline says so when the case's baseline is not among the
 // session's variants (e.g. --variant fallback alone): then nothing is
 // compared, and the table must not look as if it had been.
-func missingBaseline(s *harness.Summary) string {
+func missingBaseline(s *record.Summary) string {
 	if s.Baseline == "" {
 		return ""
 	}
@@ -500,7 +501,7 @@ func missingBaseline(s *harness.Summary) string {
 // patchStack is the variant's stack as built (one entry per patch applied:
 // a series input or a base+replace variant expands to its mails), or the
 // case's patches list when the variant has no kernel record.
-func patchStack(v *harness.VariantSummary) []string {
+func patchStack(v *record.VariantSummary) []string {
 	if v.Kernel != nil && len(v.Kernel.Stack) > 0 {
 		return v.Kernel.Stack
 	}
@@ -511,7 +512,7 @@ func patchStack(v *harness.VariantSummary) []string {
 // replay, the syncs acknowledged before the cut and the bad blocks of the
 // replay pass (with those holding another block's data), and counts the
 // runs whose mount replayed the journal.
-func powerCutCell(v *harness.VariantSummary) string {
+func powerCutCell(v *record.VariantSummary) string {
 	var runs, recovered int
 	var acks, bad, misplaced int64
 	for _, r := range v.Runs {
@@ -541,7 +542,7 @@ func powerCutCell(v *harness.VariantSummary) string {
 	return fmt.Sprintf("%d; %d (%d); %d of %d runs", acks, bad, misplaced, recovered, runs)
 }
 
-func fsckCell(v *harness.VariantSummary) string {
+func fsckCell(v *record.VariantSummary) string {
 	clean, dirty, none := 0, 0, 0
 	for _, r := range v.Runs {
 		switch {
@@ -571,7 +572,7 @@ func fsckCell(v *harness.VariantSummary) string {
 
 // findingLines lists distinct titles, most frequent first, with the number
 // of runs they were in; titles the baseline never showed are marked NEW.
-func findingLines(v *harness.VariantSummary, st *harness.VariantStats) []string {
+func findingLines(v *record.VariantSummary, st *record.VariantStats) []string {
 	if len(st.Titles) == 0 {
 		return []string{"none"}
 	}
@@ -587,7 +588,7 @@ func findingLines(v *harness.VariantSummary, st *harness.VariantStats) []string 
 	return lines
 }
 
-func newSet(st *harness.VariantStats) map[string]bool {
+func newSet(st *record.VariantStats) map[string]bool {
 	m := make(map[string]bool, len(st.NewVsBaseline))
 	for _, t := range st.NewVsBaseline {
 		m[t] = true

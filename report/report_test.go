@@ -7,33 +7,35 @@ import (
 	"strings"
 	"testing"
 
+	"patchbay/casespec"
 	"patchbay/harness"
 	"patchbay/kernel"
+	"patchbay/record"
 	"patchbay/triage"
 )
 
-func sample() *harness.Summary {
-	mk := func(variant string, outcome harness.Outcome, moved, refused, bad int64, findings ...triage.Finding) *harness.RunRecord {
-		return &harness.RunRecord{
+func sample() *record.Summary {
+	mk := func(variant string, outcome record.Outcome, moved, refused, bad int64, findings ...triage.Finding) *record.RunRecord {
+		return &record.RunRecord{
 			Variant: variant, Outcome: outcome, Dir: variant + "/0", Seed: 7,
-			Writers: []harness.WriterResult{{ID: 0, Mode: "mmap", Writes: 100}},
-			Defrag:  []harness.DefragResult{{Results: map[string]int64{"moved": moved, "EOPNOTSUPP": refused, "EBUSY": 1}, Transitions: moved}},
-			Verify: []harness.VerifyResult{
+			Writers: []record.WriterResult{{ID: 0, Mode: "mmap", Writes: 100}},
+			Defrag:  []record.DefragResult{{Results: map[string]int64{"moved": moved, "EOPNOTSUPP": refused, "EBUSY": 1}, Transitions: moved}},
+			Verify: []record.VerifyResult{
 				{Phase: "live"}, {Phase: "dropcache", BadTotal: bad}, {Phase: "remount", BadTotal: bad},
 			},
-			Fsck:     &harness.FsckResult{Clean: bad == 0, Exit: map[bool]int{true: 0, false: 4}[bad == 0]},
+			Fsck:     &record.FsckResult{Clean: bad == 0, Exit: map[bool]int{true: 0, false: 4}[bad == 0]},
 			Findings: findings,
-			Reasons:  map[bool][]string{true: nil, false: {"bad blocks = 4, expected at most 0"}}[outcome == harness.Pass],
+			Reasons:  map[bool][]string{true: nil, false: {"bad blocks = 4, expected at most 0"}}[outcome == record.Pass],
 		}
 	}
 	warn := triage.Finding{Kind: "WARNING", Title: "WARNING in ext4_move_extents"}
-	return &harness.Summary{
+	return &record.Summary{
 		Case: "ext4-journal-defrag", Baseline: "eopnotsupp", Seed: 7, Accel: "tcg",
-		Variants: []harness.VariantSummary{
+		Variants: []record.VariantSummary{
 			{Name: "eopnotsupp", Kernel: &kernel.Artifact{Key: "183cbe68b9b24e6a", Release: "6.12.117"},
-				Runs: []*harness.RunRecord{mk("eopnotsupp", harness.Pass, 0, 50, 0)}},
+				Runs: []*record.RunRecord{mk("eopnotsupp", record.Pass, 0, 50, 0)}},
 			{Name: "fallback", Patches: []string{"0001.patch"}, Kernel: &kernel.Artifact{Key: "e1634d79638a80bc", Release: "6.12.117"},
-				Runs: []*harness.RunRecord{mk("fallback", harness.Fail, 29, 0, 2, warn), mk("fallback", harness.Pass, 10, 0, 0)}},
+				Runs: []*record.RunRecord{mk("fallback", record.Fail, 29, 0, 2, warn), mk("fallback", record.Pass, 10, 0, 0)}},
 		},
 	}
 }
@@ -69,7 +71,7 @@ func TestWriteIsCompleteJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var back harness.Summary
+	var back record.Summary
 	if err := json.Unmarshal(data, &back); err != nil {
 		t.Fatal(err)
 	}
@@ -117,10 +119,10 @@ func TestSummaryJSONCarriesStatsAndReadsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	var doc struct {
-		Schema   int                    `json:"schema"`
-		Case     string                 `json:"case"`
-		Variants []json.RawMessage      `json:"variants"`
-		Stats    []harness.VariantStats `json:"stats"`
+		Schema   int                   `json:"schema"`
+		Case     string                `json:"case"`
+		Variants []json.RawMessage     `json:"variants"`
+		Stats    []record.VariantStats `json:"stats"`
 	}
 	if err := json.Unmarshal(data, &doc); err != nil {
 		t.Fatal(err)
@@ -129,7 +131,7 @@ func TestSummaryJSONCarriesStatsAndReadsBack(t *testing.T) {
 		t.Fatalf("summary.json top level: schema %d case %q variants %d stats %d", doc.Schema, doc.Case, len(doc.Variants), len(doc.Stats))
 	}
 	fb := doc.Stats[1]
-	if fb.Name != "fallback" || fb.Judged != 5 || fb.Failures != 4 || fb.Counts[harness.Crash] != 1 ||
+	if fb.Name != "fallback" || fb.Judged != 5 || fb.Failures != 4 || fb.Counts[record.Crash] != 1 ||
 		len(fb.NewVsBaseline) != 3 || fb.PValueVsBaseline <= 0 || fb.PValueVsBaseline >= 1 || !doc.Stats[0].Baseline {
 		t.Errorf("fallback stats: %+v", fb)
 	}
@@ -144,11 +146,11 @@ func TestSummaryJSONCarriesStatsAndReadsBack(t *testing.T) {
 		t.Errorf("Read did not round-trip: %+v", back)
 	}
 	// Rendering what was read gives the same files.
-	for _, render := range []func(*harness.Summary) ([]byte, error){
+	for _, render := range []func(*record.Summary) ([]byte, error){
 		SummaryJSON, KCIDB,
-		func(s *harness.Summary) ([]byte, error) { return JUnit(s, dir) },
-		func(s *harness.Summary) ([]byte, error) { return HTML(s, dir) },
-		func(s *harness.Summary) ([]byte, error) { return []byte(Markdown(s)), nil },
+		func(s *record.Summary) ([]byte, error) { return JUnit(s, dir) },
+		func(s *record.Summary) ([]byte, error) { return HTML(s, dir) },
+		func(s *record.Summary) ([]byte, error) { return []byte(Markdown(s)), nil },
 	} {
 		a, err1 := render(want)
 		b, err2 := render(back)
@@ -196,20 +198,20 @@ func TestIomapRow(t *testing.T) {
 	if md := Markdown(s); strings.Contains(md, "buffered iomap") {
 		t.Errorf("untraced session shows an iomap row:\n%s", md)
 	}
-	s.Variants[1].Runs[0].BufferedIomap = &harness.IomapActivity{Setup: 40, Workload: 1000, Folios: 300, LargeFolios: 20}
-	s.Variants[1].Runs[1].BufferedIomap = &harness.IomapActivity{Setup: 2, Workload: 5, Folios: 10}
+	s.Variants[1].Runs[0].BufferedIomap = &record.IomapActivity{Setup: 40, Workload: 1000, Folios: 300, LargeFolios: 20}
+	s.Variants[1].Runs[1].BufferedIomap = &record.IomapActivity{Setup: 2, Workload: 5, Folios: 10}
 	md := Markdown(s)
 	if !strings.Contains(md, "| buffered iomap events setup/workload; folios above order 0 | - | 42 / 1005; 20 of 310 (1 of 2 runs only order-0 folios: large folios not exercised) |") {
 		t.Errorf("iomap row missing or wrong:\n%s", md)
 	}
 	// Files moved are the a_ops swaps off iomap: a row of their own there.
-	s.Variants[1].Runs[0].Defrag = []harness.DefragResult{{FilesMoved: 12}}
+	s.Variants[1].Runs[0].Defrag = []record.DefragResult{{FilesMoved: 12}}
 	if md := Markdown(s); !strings.Contains(md, "| work files moved (each an a_ops swap off iomap) |") || !strings.Contains(md, "| 12") {
 		t.Errorf("no files-moved row for an iomap session:\n%s", md)
 	}
 	// The verdict's mark on a pass reaches the report's run list.
 	r := s.Variants[1].Runs[1]
-	r.Outcome, r.Reasons = harness.Pass, []string{harness.OrderZeroOnly}
+	r.Outcome, r.Reasons = record.Pass, []string{harness.OrderZeroOnly}
 	if md := Markdown(s); !strings.Contains(md, "pass: "+harness.OrderZeroOnly) {
 		t.Errorf("marked pass not listed:\n%s", md)
 	}
@@ -221,7 +223,7 @@ func TestRateAndE4defragRows(t *testing.T) {
 	s := sample()
 	s.Variants[1].Runs = s.Variants[1].Runs[:1]
 	r := s.Variants[1].Runs[0]
-	r.Writers = []harness.WriterResult{{Mode: "mmap", WritesPerS: 1000, FaultsPerS: 900}, {Mode: "mmap", WritesPerS: 1200, FaultsPerS: 1100}, {Mode: "pwrite", WritesPerS: 3500}}
+	r.Writers = []record.WriterResult{{Mode: "mmap", WritesPerS: 1000, FaultsPerS: 900}, {Mode: "mmap", WritesPerS: 1200, FaultsPerS: 1100}, {Mode: "pwrite", WritesPerS: 3500}}
 	r.Defrag[0].MovesPerS = 40
 	md := Markdown(s)
 	if !strings.Contains(md, "| writes/s per writer (faults/s) |") || !strings.Contains(md, "mmap 1100 (1000), pwrite 3500 (0)") {
@@ -237,8 +239,8 @@ func TestRateAndE4defragRows(t *testing.T) {
 	if md := Markdown(s); !strings.Contains(md, ", shared donor, evicting before 1 in 4 moves, 4 epochs") {
 		t.Errorf("workload options missing from the setup line:\n%s", md)
 	}
-	s.Workload.Defrag.Tool = harness.DefragE4defrag
-	r.Defrag = append(r.Defrag, harness.DefragResult{Tool: harness.DefragE4defrag, Results: map[string]int64{"ok_unchanged": 7, "move_ext:EOPNOTSUPP": 2}})
+	s.Workload.Defrag.Tool = casespec.DefragE4defrag
+	r.Defrag = append(r.Defrag, record.DefragResult{Tool: casespec.DefragE4defrag, Results: map[string]int64{"ok_unchanged": 7, "move_ext:EOPNOTSUPP": 2}})
 	other := otherErrors(r)
 	md = Markdown(s)
 	if !strings.Contains(md, "move_ext:EOPNOTSUPP 2, ok_unchanged 7") {
@@ -253,14 +255,14 @@ func TestRateAndE4defragRows(t *testing.T) {
 // unknown live passes only.
 func TestMarkdownPowerCutRow(t *testing.T) {
 	s := sample()
-	s.Workload.PowerCut = &harness.PowerCutSpec{}
-	cut := func(acks uint64, bad, misplaced int64, recovered bool) *harness.RunRecord {
-		return &harness.RunRecord{Outcome: harness.Pass,
-			PowerCut: &harness.PowerCutResult{AckRecords: acks, JournalRecovered: recovered},
-			Verify:   []harness.VerifyResult{{Phase: "replay", BadTotal: bad, Counts: map[string]int64{"misplaced": misplaced}}}}
+	s.Workload.PowerCut = &casespec.PowerCutSpec{}
+	cut := func(acks uint64, bad, misplaced int64, recovered bool) *record.RunRecord {
+		return &record.RunRecord{Outcome: record.Pass,
+			PowerCut: &record.PowerCutResult{AckRecords: acks, JournalRecovered: recovered},
+			Verify:   []record.VerifyResult{{Phase: "replay", BadTotal: bad, Counts: map[string]int64{"misplaced": misplaced}}}}
 	}
-	s.Variants[0].Runs = []*harness.RunRecord{cut(100, 0, 0, true), cut(50, 0, 0, true)}
-	s.Variants[1].Runs = []*harness.RunRecord{cut(70, 20, 10, true), {Outcome: harness.Crash, PowerCut: &harness.PowerCutResult{}}}
+	s.Variants[0].Runs = []*record.RunRecord{cut(100, 0, 0, true), cut(50, 0, 0, true)}
+	s.Variants[1].Runs = []*record.RunRecord{cut(70, 20, 10, true), {Outcome: record.Crash, PowerCut: &record.PowerCutResult{}}}
 	md := Markdown(s)
 	want := "| power cut: acknowledged syncs; bad blocks after replay (misplaced); journal recovered | 150; 0 (0); 2 of 2 runs | 70; 20 (10); 1 of 1 runs |"
 	if !strings.Contains(md, want) {

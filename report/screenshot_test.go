@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"patchbay/harness"
+	"patchbay/record"
 )
 
 // TestHTMLScreenshot renders report.html and has headless Chromium take a
@@ -70,7 +70,7 @@ func countColor(img image.Image, r, g, b uint32) int {
 // screenshot writes the summary's reports and has headless Chromium take a
 // w x h screenshot of report.html (in sub of PATCHBAY_SCREENSHOT_DIR when
 // set, to keep it), and returns the decoded PNG.
-func screenshot(t *testing.T, s *harness.Summary, sub string, w, h int) image.Image {
+func screenshot(t *testing.T, s *record.Summary, sub string, w, h int) image.Image {
 	t.Helper()
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"sort"
 	"strings"
 
-	"patchbay/harness"
+	"patchbay/record"
 )
 
 // The pictures of report.html: inline SVG built here from numbers, text
@@ -19,7 +19,7 @@ func svgText(s string) string { return html.EscapeString(s) }
 
 // ratesSVG draws each variant's failure rate with its 95% Wilson interval
 // on one 0-100% axis, the baseline's interval shaded behind the others.
-func ratesSVG(s *harness.Summary, stats []harness.VariantStats) template.HTML {
+func ratesSVG(s *record.Summary, stats []record.VariantStats) template.HTML {
 	const (
 		left, width = 190, 420
 		rowH, top   = 26, 24
@@ -65,7 +65,7 @@ func ratesSVG(s *harness.Summary, stats []harness.VariantStats) template.HTML {
 // decisionSVG draws the sequential rule's boundaries in the plane of
 // discordant rounds (x) and rounds that failed only in the variant (y),
 // with the path the variant's rounds took.
-func decisionSVG(d *harness.DecideRecord, v *harness.VariantDecision) template.HTML {
+func decisionSVG(d *record.DecideRecord, v *record.VariantDecision) template.HTML {
 	D := d.Design.MaxDiscordant
 	const (
 		left, top, size = 40, 20, 240
@@ -132,8 +132,8 @@ type series struct {
 
 // runSeries sums the workers' per-second counts of each event, aligning
 // workers by their start times (guest clock) on the earliest.
-func runSeries(r *harness.RunRecord) (map[string][]int64, bool) {
-	var all []*harness.PerSecond
+func runSeries(r *record.RunRecord) (map[string][]int64, bool) {
+	var all []*record.PerSecond
 	for _, w := range r.Writers {
 		if w.PerSecond != nil {
 			all = append(all, w.PerSecond)
@@ -171,7 +171,7 @@ func runSeries(r *harness.RunRecord) (map[string][]int64, bool) {
 // timelineSVG draws one run's workload second by second: block writes,
 // moves (a_ops transitions) and refusals as lines, each scaled to its own
 // peak (printed), bad read-backs as red marks, findings as a note.
-func timelineSVG(r *harness.RunRecord) template.HTML {
+func timelineSVG(r *record.RunRecord) template.HTML {
 	counts, ok := runSeries(r)
 	if !ok {
 		return ""
@@ -240,7 +240,7 @@ func timelineSVG(r *harness.RunRecord) template.HTML {
 
 // findingNote says which findings a run's console showed, by phase: the
 // console carries no workload clock, so they are not placed on the axis.
-func findingNote(r *harness.RunRecord) string {
+func findingNote(r *record.RunRecord) string {
 	if len(r.Findings) == 0 {
 		return ""
 	}
@@ -257,7 +257,7 @@ func findingNote(r *harness.RunRecord) string {
 }
 
 // decideParams is the rule's parameters in one line.
-func decideParams(d *harness.DecideRecord) string {
+func decideParams(d *record.DecideRecord) string {
 	g := d.Design
 	s := fmt.Sprintf("alpha %.2g two-sided (%.2g on worse, %.2g on better), D = %d discordant rounds, spending alpha*t^%g; equivalence: |difference| < %.2f at %.2g",
 		g.AlphaWorse+g.AlphaBetter, g.AlphaWorse, g.AlphaBetter, g.MaxDiscordant, g.Rho, g.Margin, g.EquivAlpha)
@@ -272,7 +272,7 @@ func decideParams(d *harness.DecideRecord) string {
 
 // detectionCell is the chance one run detects a failure, and failures per
 // minute of run time.
-func detectionCell(st *harness.VariantStats) string {
+func detectionCell(st *record.VariantStats) string {
 	if st.Judged == 0 {
 		return ""
 	}

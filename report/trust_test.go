@@ -4,20 +4,20 @@ import (
 	"strings"
 	"testing"
 
-	"patchbay/harness"
+	"patchbay/record"
 )
 
 // A run that crashed before its workload reported has no defrag or writer
 // numbers: the cells say unknown, not 0.
 func TestUnreportedNumbersAreUnknownNotZero(t *testing.T) {
-	s := &harness.Summary{Case: "c", Baseline: "base", Variants: []harness.VariantSummary{
-		{Name: "base", Runs: []*harness.RunRecord{{Variant: "base", Outcome: harness.Crash, Dir: "base/0"}}},
-		{Name: "fix", Runs: []*harness.RunRecord{
-			{Variant: "fix", Outcome: harness.Pass, Dir: "fix/0",
-				Defrag:  []harness.DefragResult{{Results: map[string]int64{"moved": 5}}},
-				Writers: []harness.WriterResult{{Writes: 100}},
-				Verify:  []harness.VerifyResult{{Phase: "live"}, {Phase: "dropcache"}, {Phase: "remount"}}},
-			{Variant: "fix", Index: 1, Outcome: harness.Crash, Dir: "fix/1"},
+	s := &record.Summary{Case: "c", Baseline: "base", Variants: []record.VariantSummary{
+		{Name: "base", Runs: []*record.RunRecord{{Variant: "base", Outcome: record.Crash, Dir: "base/0"}}},
+		{Name: "fix", Runs: []*record.RunRecord{
+			{Variant: "fix", Outcome: record.Pass, Dir: "fix/0",
+				Defrag:  []record.DefragResult{{Results: map[string]int64{"moved": 5}}},
+				Writers: []record.WriterResult{{Writes: 100}},
+				Verify:  []record.VerifyResult{{Phase: "live"}, {Phase: "dropcache"}, {Phase: "remount"}}},
+			{Variant: "fix", Index: 1, Outcome: record.Crash, Dir: "fix/1"},
 		}},
 	}}
 	md := Markdown(s)
@@ -34,7 +34,7 @@ func TestUnreportedNumbersAreUnknownNotZero(t *testing.T) {
 
 // The per-run detail counts bad blocks once, not once per verify pass.
 func TestRunDetailBadBlocksNotSummedOverPasses(t *testing.T) {
-	r := &harness.RunRecord{Verify: []harness.VerifyResult{{Phase: "live", BadTotal: 468}, {Phase: "dropcache", BadTotal: 468}, {Phase: "remount", BadTotal: 0}}}
+	r := &record.RunRecord{Verify: []record.VerifyResult{{Phase: "live", BadTotal: 468}, {Phase: "dropcache", BadTotal: 468}, {Phase: "remount", BadTotal: 0}}}
 	d := runDetail(r)
 	if !strings.Contains(d, "468 bad blocks") || strings.Contains(d, "936") {
 		t.Errorf("detail %q: want 468 bad blocks (the worst pass), not the sum", d)
@@ -43,10 +43,10 @@ func TestRunDetailBadBlocksNotSummedOverPasses(t *testing.T) {
 
 // A console capture that hit its cap is a fact of the report.
 func TestConsoleTruncatedIsReported(t *testing.T) {
-	s := &harness.Summary{Case: "c", Baseline: "base", Variants: []harness.VariantSummary{
-		{Name: "base", Runs: []*harness.RunRecord{
-			{Variant: "base", Outcome: harness.Pass, Dir: "base/0"},
-			{Variant: "base", Index: 1, Outcome: harness.Crash, Dir: "base/1", ConsoleTruncated: true},
+	s := &record.Summary{Case: "c", Baseline: "base", Variants: []record.VariantSummary{
+		{Name: "base", Runs: []*record.RunRecord{
+			{Variant: "base", Outcome: record.Pass, Dir: "base/0"},
+			{Variant: "base", Index: 1, Outcome: record.Crash, Dir: "base/1", ConsoleTruncated: true},
 		}},
 	}}
 	md := Markdown(s)

@@ -15,6 +15,7 @@ import (
 	"patchbay/harness"
 	"patchbay/images"
 	"patchbay/kernel"
+	"patchbay/record"
 	"patchbay/report"
 	"patchbay/reproducer"
 	"patchbay/rundir"
@@ -54,7 +55,7 @@ func TestReproducerWithoutPatchbay(t *testing.T) {
 	}
 	rec := sum.Variants[0].Runs[0]
 	t.Logf("patchbay: lost-dirty#0 seed %d: %s %v", rec.Seed, rec.Outcome, rec.Reasons)
-	if rec.Outcome != harness.Fail || !strings.Contains(strings.Join(rec.Reasons, "\n"), "bad blocks") {
+	if rec.Outcome != record.Fail || !strings.Contains(strings.Join(rec.Reasons, "\n"), "bad blocks") {
 		t.Fatalf("the seeded lost-dirty run did not fail with bad blocks: %s %v", rec.Outcome, rec.Reasons)
 	}
 	run, err := rundir.Load(filepath.Join(sum.Dir, rec.Dir), "")
@@ -65,7 +66,7 @@ func TestReproducerWithoutPatchbay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := (&images.Builder{CacheDir: cache}).Ensure(ctx, c.VM.ImageRecipe())
+	img, err := (&images.Builder{CacheDir: cache}).Ensure(ctx, c.ImageRecipe())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	"patchbay/casespec"
 	"patchbay/harness"
 )
 
@@ -30,7 +31,7 @@ var scriptVars = map[string]string{binWord: "PBGUEST", devWord: "DEV"}
 // a FAIL: line per broken expectation, judged like the harness judges a
 // run (harness.Judge); exit 2 when it could not run (bad device, mkfs).
 func Script(c *harness.Case, variant string, seed uint64) (string, error) {
-	if c.Workload.Kind != harness.WorkloadPatchbay {
+	if c.Workload.Kind != casespec.WorkloadPatchbay {
 		return "", fmt.Errorf("%s: workload.kind %s: the reproducer covers the pbguest workload only", c.File, c.Workload.Kind)
 	}
 	v, ok := c.Variants[variant]

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"patchbay/casespec"
 	"patchbay/harness"
 )
 
@@ -76,11 +77,11 @@ func TestScriptJournalDataAndRefusals(t *testing.T) {
 	if !strings.Contains(s, "--seed 1 --journal-data >") || !strings.Contains(s, `lsattr /mnt/scratch/work | awk '$1 ~ /j/'`) {
 		t.Errorf("journal data setup missing")
 	}
-	c.Workload.Kind = harness.WorkloadFio
+	c.Workload.Kind = casespec.WorkloadFio
 	if _, err := Script(c, "stock", 1); err == nil || !strings.Contains(err.Error(), "workload.kind fio") {
 		t.Errorf("fio workload: %v", err)
 	}
-	c.Workload.Kind = harness.WorkloadPatchbay
+	c.Workload.Kind = casespec.WorkloadPatchbay
 	if _, err := Script(c, "nope", 1); err == nil {
 		t.Errorf("unknown variant accepted")
 	}

@@ -14,6 +14,7 @@ import (
 
 	"patchbay/harness"
 	"patchbay/kernel"
+	"patchbay/record"
 	"patchbay/rundir"
 )
 
@@ -27,7 +28,7 @@ type Input struct {
 	GuestBin string
 	// Record is the run this reproduces (optional): the README quotes its
 	// outcome and reasons, and a copy goes in as recorded.json.
-	Record *harness.RunRecord
+	Record *record.RunRecord
 }
 
 // FromRun is the Input for a recorded run.

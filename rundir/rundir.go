@@ -13,8 +13,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"patchbay/casespec"
 	"patchbay/harness"
 	"patchbay/kernel"
+	"patchbay/record"
 	"patchbay/report"
 )
 
@@ -23,9 +25,9 @@ const maxRecord = 64 << 20
 
 // Run is a recorded run with what it needs to run again.
 type Run struct {
-	Dir     string             // the run folder, <results>/<variant>/<n>
-	Record  *harness.RunRecord // run.json
-	Summary *harness.Summary   // the results directory's summary.json
+	Dir     string            // the run folder, <results>/<variant>/<n>
+	Record  *record.RunRecord // run.json
+	Summary *record.Summary   // the results directory's summary.json
 	// Case is the case file loaded again with the inputs the session used
 	// and the workload as run (--duration included).
 	Case *harness.Case
@@ -42,7 +44,7 @@ func Load(dir, casePath string) (*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a run folder (<results>/<variant>/<n>/): %w", dir, err)
 	}
-	var rec harness.RunRecord
+	var rec record.RunRecord
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -77,10 +79,10 @@ func Load(dir, casePath string) (*Run, error) {
 		c.Workload = sum.Workload // as run: the seed drives this workload
 		// Summaries from before these fields existed ran their defaults.
 		if c.Workload.Kind == "" {
-			c.Workload.Kind = harness.WorkloadPatchbay
+			c.Workload.Kind = casespec.WorkloadPatchbay
 		}
 		if c.Workload.Defrag.Tool == "" {
-			c.Workload.Defrag.Tool = harness.DefragIoctl
+			c.Workload.Defrag.Tool = casespec.DefragIoctl
 		}
 	}
 	r := &Run{Dir: dir, Record: &rec, Summary: sum, Case: c}

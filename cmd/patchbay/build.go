@@ -43,7 +43,7 @@ so a CI build stage can fill the cache once for every shard.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\n", s.Name, a.Release, a.BzImage)
 			}
 			if withImage {
-				im, err := (&images.Builder{CacheDir: cache, Progress: cmd.ErrOrStderr()}).Ensure(cmd.Context(), c.VM.ImageRecipe())
+				im, err := (&images.Builder{CacheDir: cache, Progress: cmd.ErrOrStderr()}).Ensure(cmd.Context(), c.ImageRecipe())
 				if err != nil {
 					return fmt.Errorf("guest image: %w", err)
 				}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"patchbay/harness"
+	"patchbay/record"
 )
 
 // The issue's acceptance test: kill -9 of `patchbay run` after its first
@@ -59,7 +59,7 @@ func TestKilledRunStillReports(t *testing.T) {
 		}
 		paths, _ := filepath.Glob(filepath.Join(results, "*", "*", "summary.json"))
 		for _, p := range paths {
-			var s harness.Summary
+			var s record.Summary
 			data, err := os.ReadFile(p)
 			if err != nil || json.Unmarshal(data, &s) != nil {
 				t.Fatalf("summary.json unreadable while the session runs: %v\n%s", err, data)

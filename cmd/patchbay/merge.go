@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"patchbay/harness"
+	"patchbay/record"
 	"patchbay/report"
 )
 
@@ -34,7 +35,7 @@ merge itself failed.`,
 			if err := checkMergeOut(out, dirs); err != nil {
 				return err
 			}
-			var parts []*harness.Summary
+			var parts []*record.Summary
 			for _, d := range dirs {
 				s, err := report.Read(d)
 				if err != nil {
@@ -68,7 +69,7 @@ merge itself failed.`,
 // directory beside out, then renames it to out (replacing an empty out):
 // a merge that fails half way leaves out as it was, and no temporary
 // directory.
-func buildMerge(out string, sum *harness.Summary, parts []*harness.Summary) (err error) {
+func buildMerge(out string, sum *record.Summary, parts []*record.Summary) (err error) {
 	parent := filepath.Dir(filepath.Clean(out))
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err

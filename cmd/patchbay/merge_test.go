@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"patchbay/casespec"
 	"patchbay/harness"
 	"patchbay/kernel"
+	"patchbay/record"
 	"patchbay/report"
 	"patchbay/triage"
 )
@@ -19,18 +21,18 @@ import (
 // writeSession writes a results directory as `patchbay run` would for the
 // given jobs of a 2-variant x 3-run session with seed 7: summary.json and
 // the reports, and a run folder per run.
-func writeSession(t *testing.T, dir, shard string, jobs []harness.Job) *harness.Summary {
+func writeSession(t *testing.T, dir, shard string, jobs []record.Job) *record.Summary {
 	t.Helper()
 	start := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
-	s := &harness.Summary{
+	s := &record.Summary{
 		Case: "ext4-journal-defrag", CaseFile: "cases/ext4-journal-defrag/case.yaml", Baseline: "eopnotsupp",
 		Started: start, Seconds: 100, Seed: 7, Accel: "tcg", Image: "img", PlannedRuns: 3, Shard: shard,
-		Workload: harness.WorkloadSpec{Duration: harness.Duration(5 * time.Second), Files: 4, Blocks: 256, MmapWriters: 2},
-		Variants: []harness.VariantSummary{{Name: "eopnotsupp"}, {Name: "fallback", Patches: []string{"0001.patch"}}},
+		Workload: casespec.WorkloadSpec{Duration: casespec.Duration(5 * time.Second), Files: 4, Blocks: 256, MmapWriters: 2},
+		Variants: []record.VariantSummary{{Name: "eopnotsupp"}, {Name: "fallback", Patches: []string{"0001.patch"}}},
 	}
-	outcome := map[string][]harness.Outcome{
-		"eopnotsupp": {harness.Pass, harness.Pass, harness.Pass},
-		"fallback":   {harness.Crash, harness.Pass, harness.Fail},
+	outcome := map[string][]record.Outcome{
+		"eopnotsupp": {record.Pass, record.Pass, record.Pass},
+		"fallback":   {record.Crash, record.Pass, record.Fail},
 	}
 	for _, j := range jobs {
 		i := 0
@@ -39,12 +41,12 @@ func writeSession(t *testing.T, dir, shard string, jobs []harness.Job) *harness.
 		}
 		v := &s.Variants[i]
 		v.Kernel = &kernel.Artifact{Key: "key-" + j.Variant, Release: "6.12.117"}
-		r := &harness.RunRecord{
+		r := &record.RunRecord{
 			Case: s.Case, Variant: j.Variant, Index: j.Index, Seed: j.Seed, Kernel: v.Kernel.Key,
 			Outcome: outcome[j.Variant][j.Index], Dir: fmt.Sprintf("%s/%d", j.Variant, j.Index),
 			Started: start.Add(time.Duration(j.Index) * time.Minute), Seconds: 30,
 		}
-		if r.Outcome == harness.Crash {
+		if r.Outcome == record.Crash {
 			r.Findings = []triage.Finding{{Kind: "warning", Title: "WARNING in ext4_move_extents"}}
 			r.Reasons = []string{"WARNING in ext4_move_extents"}
 		}
@@ -64,8 +66,8 @@ func writeSession(t *testing.T, dir, shard string, jobs []harness.Job) *harness.
 	return s
 }
 
-func sessionPlan(t *testing.T) []harness.Job {
-	c := &harness.Case{Baseline: "eopnotsupp", Variants: map[string]harness.Variant{"eopnotsupp": {}, "fallback": {}}}
+func sessionPlan(t *testing.T) []record.Job {
+	c := &harness.Case{Baseline: "eopnotsupp", Variants: map[string]casespec.Variant{"eopnotsupp": {}, "fallback": {}}}
 	return harness.Plan(c, nil, 3, 7)
 }
 
@@ -130,7 +132,7 @@ func TestMergeCommandShardsEqualUnsharded(t *testing.T) {
 	}
 }
 
-func containsJob(jobs []harness.Job, j harness.Job) bool {
+func containsJob(jobs []record.Job, j record.Job) bool {
 	for _, x := range jobs {
 		if x == j {
 			return true

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"patchbay/harness"
+	"patchbay/record"
 )
 
 func runCLI(t *testing.T, args ...string) (string, error) {
@@ -37,7 +38,7 @@ func TestPlanJSONIsWhatRunSchedules(t *testing.T) {
 	if len(p.Jobs) != len(plan) || len(plan) != 3*len(c.Variants) || p.Shards != 4 || p.Seed != 7 {
 		t.Fatalf("plan has %d jobs, shards %d, seed %d; want %d, 4, 7", len(p.Jobs), p.Shards, p.Seed, len(plan))
 	}
-	perShard := map[int][]harness.Job{}
+	perShard := map[int][]record.Job{}
 	for j, row := range p.Jobs {
 		if row.Job != j || row.Variant != plan[j].Variant || row.Index != plan[j].Index || row.Seed != plan[j].Seed {
 			t.Errorf("job %d: %+v, want %+v", j, row, plan[j])
@@ -46,7 +47,7 @@ func TestPlanJSONIsWhatRunSchedules(t *testing.T) {
 			t.Errorf("job %d: shard %v, want %d", j, row.Shard, j%4)
 			continue
 		}
-		perShard[*row.Shard] = append(perShard[*row.Shard], harness.Job{Variant: row.Variant, Index: row.Index, Seed: row.Seed})
+		perShard[*row.Shard] = append(perShard[*row.Shard], record.Job{Variant: row.Variant, Index: row.Index, Seed: row.Seed})
 	}
 	for i := 0; i < 4; i++ {
 		want := harness.Shard(plan, i, 4)

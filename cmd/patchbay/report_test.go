@@ -8,21 +8,21 @@ import (
 	"testing"
 	"time"
 
-	"patchbay/harness"
 	"patchbay/kernel"
+	"patchbay/record"
 	"patchbay/report"
 )
 
 func TestReportCommandRerenders(t *testing.T) {
 	dir := t.TempDir()
-	sum := &harness.Summary{
+	sum := &record.Summary{
 		Case: "ext4-journal-defrag", Baseline: "eopnotsupp", Seed: 1, Accel: "tcg",
 		Started: time.Date(2026, 11, 28, 10, 38, 3, 0, time.UTC),
-		Variants: []harness.VariantSummary{
+		Variants: []record.VariantSummary{
 			{Name: "eopnotsupp", Kernel: &kernel.Artifact{Key: "183cbe68b9b24e6a", Release: "6.12.117"},
-				Runs: []*harness.RunRecord{{Variant: "eopnotsupp", Outcome: harness.Pass, Dir: "eopnotsupp/0", Seed: 1}}},
+				Runs: []*record.RunRecord{{Variant: "eopnotsupp", Outcome: record.Pass, Dir: "eopnotsupp/0", Seed: 1}}},
 			{Name: "fallback", Kernel: &kernel.Artifact{Key: "e1634d79638a80bc", Release: "6.12.117"},
-				Runs: []*harness.RunRecord{{Variant: "fallback", Outcome: harness.Crash, Dir: "fallback/0", Seed: 1,
+				Runs: []*record.RunRecord{{Variant: "fallback", Outcome: record.Crash, Dir: "fallback/0", Seed: 1,
 					Reasons: []string{"WARNING in ext4_move_extents"}}}},
 		},
 	}

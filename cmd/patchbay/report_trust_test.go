@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"patchbay/harness"
 	"patchbay/kernel"
+	"patchbay/record"
 )
 
 func runReport(t *testing.T, dir string) string {
@@ -28,18 +28,18 @@ func runReport(t *testing.T, dir string) string {
 
 // A directory as a session killed (kill -9) after two of its four runs
 // leaves it: summary.json as the session rewrote it after the second run
-// (plain harness.Summary, no stats), the two run folders, no reports.
+// (plain record.Summary, no stats), the two run folders, no reports.
 func TestReportRendersAKilledSession(t *testing.T) {
 	dir := t.TempDir()
 	k := &kernel.Artifact{Key: "183cbe68b9b24e6a", Release: "6.12.117"}
-	sum := harness.Summary{
+	sum := record.Summary{
 		Case: "ext4-journal-defrag", Baseline: "base", Seed: 7, Accel: "tcg", PlannedRuns: 2,
 		Started: time.Date(2026, 12, 4, 4, 0, 0, 0, time.UTC),
-		Variants: []harness.VariantSummary{
-			{Name: "base", Kernel: k, Runs: []*harness.RunRecord{{Variant: "base", Index: 0, Seed: 7, Outcome: harness.Pass, Dir: "base/0"}}},
-			{Name: "fix", Kernel: k, Runs: []*harness.RunRecord{{Variant: "fix", Index: 0, Seed: 7, Outcome: harness.Crash, Dir: "fix/0", Reasons: []string{"BUG in ext4_move_extents"}}}},
+		Variants: []record.VariantSummary{
+			{Name: "base", Kernel: k, Runs: []*record.RunRecord{{Variant: "base", Index: 0, Seed: 7, Outcome: record.Pass, Dir: "base/0"}}},
+			{Name: "fix", Kernel: k, Runs: []*record.RunRecord{{Variant: "fix", Index: 0, Seed: 7, Outcome: record.Crash, Dir: "fix/0", Reasons: []string{"BUG in ext4_move_extents"}}}},
 		},
-		NotFinished: []harness.Job{{Variant: "base", Index: 1, Seed: 8}, {Variant: "fix", Index: 1, Seed: 8}},
+		NotFinished: []record.Job{{Variant: "base", Index: 1, Seed: 8}, {Variant: "fix", Index: 1, Seed: 8}},
 	}
 	data, err := json.MarshalIndent(&sum, "", "  ")
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"patchbay/harness"
+	"patchbay/record"
 	"patchbay/report"
 	"patchbay/rundir"
 
@@ -54,7 +55,7 @@ crashed or hung, 2 when the harness or the host failed.`,
 			opt.CacheDir, _ = cmd.Flags().GetString("cache")
 			opt.Progress = cmd.ErrOrStderr()
 			opt.Variants = []string{rec.Variant}
-			opt.Only = []harness.Job{{Variant: rec.Variant, Index: rec.Index, Seed: rec.Seed}}
+			opt.Only = []record.Job{{Variant: rec.Variant, Index: rec.Index, Seed: rec.Seed}}
 			opt.Seed = rec.Seed - uint64(rec.Index)
 			opt.Jobs = 1
 			if rec.Kernel != "" {
@@ -102,12 +103,12 @@ crashed or hung, 2 when the harness or the host failed.`,
 
 // loadRepro reads the run record of runDir and its results directory's
 // summary, and loads the case with the workload the run used.
-func loadRepro(runDir, casePath string, inputs map[string]string) (*harness.Case, *harness.RunRecord, error) {
+func loadRepro(runDir, casePath string, inputs map[string]string) (*harness.Case, *record.RunRecord, error) {
 	data, err := safefile.ReadFile(filepath.Join(runDir, "run.json"), safefile.RecordCap)
 	if err != nil {
 		return nil, nil, fmt.Errorf("repro: %s is not a run folder (<results>/<variant>/<n>/): %w", runDir, err)
 	}
-	var rec harness.RunRecord
+	var rec record.RunRecord
 	if err := json.Unmarshal(data, &rec); err != nil {
 		return nil, nil, fmt.Errorf("repro: %s: %w", filepath.Join(runDir, "run.json"), err)
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"patchbay/harness"
+	"patchbay/record"
 )
 
 func TestLoadRepro(t *testing.T) {
@@ -19,7 +19,7 @@ func TestLoadRepro(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Variant != "fallback" || rec.Index != 2 || rec.Seed != 9 || rec.Kernel != "key-fallback" || rec.Outcome != harness.Fail {
+	if rec.Variant != "fallback" || rec.Index != 2 || rec.Seed != 9 || rec.Kernel != "key-fallback" || rec.Outcome != record.Fail {
 		t.Errorf("record %+v", rec)
 	}
 	// The workload as it ran (5 s, from summary.json), not the case's 20 s.

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"patchbay/harness"
+	"patchbay/record"
 	"patchbay/report"
 )
 
@@ -109,7 +110,7 @@ crashed or hung, 2 when the harness or the host failed.`,
 
 // printSessionNotes says what summary.md does not: that the session was
 // one shard, stopped early, or reran a run.
-func printSessionNotes(w io.Writer, sum *harness.Summary) {
+func printSessionNotes(w io.Writer, sum *record.Summary) {
 	if sum.Shard != "" {
 		fmt.Fprintf(w, "\nshard %s of the plan: join the shards' results with patchbay merge OUT DIR...\n", sum.Shard)
 	}
@@ -128,7 +129,7 @@ func printSessionNotes(w io.Writer, sum *harness.Summary) {
 }
 
 // verdictError maps the runs' outcomes onto the exit status.
-func verdictError(sum *harness.Summary) error {
+func verdictError(sum *record.Summary) error {
 	infra, bad := 0, 0
 	for _, v := range sum.Variants {
 		if v.BuildError != "" {
@@ -136,8 +137,8 @@ func verdictError(sum *harness.Summary) error {
 		}
 		for _, r := range v.Runs {
 			switch r.Outcome {
-			case harness.Pass:
-			case harness.InfraError, harness.Interrupted:
+			case record.Pass:
+			case record.InfraError, record.Interrupted:
 				infra++
 			default:
 				bad++

@@ -1,10 +1,18 @@
-package harness
+// Package record is the data of a session: what producers (the runner, a
+// decide session, merge) write to run.json and summary.json and what
+// consumers (report, rundir, reproducer, minimize) read back, with the
+// statistics computed from it. It is a leaf: it imports nothing that builds
+// kernels, boots VMs or runs a guest. The JSON field names are the schema of
+// report/SCHEMA.md; old results directories must keep loading.
+package record
 
 import (
 	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
 	"time"
 
-	"patchbay/safefile"
 	"patchbay/triage"
 )
 
@@ -184,19 +192,72 @@ func (r *RunRecord) defragSum(f func(DefragResult) int64) int64 {
 	return n
 }
 
-// writeJSON writes v to path atomically (see writeFileAtomic).
-func writeJSON(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(path, append(data, '\n'))
+// PowerCutResult is what a power-cut run recorded (run.json power_cut).
+type PowerCutResult struct {
+	AfterS           float64 `json:"after_s"`           // the seeded moment, from the start of the workload
+	CutS             float64 `json:"cut_s"`             // when the cut came, same origin
+	ReplayBootS      float64 `json:"replay_boot_s"`     // QEMU start to SSH, second boot
+	JournalRecovered bool    `json:"journal_recovered"` // the mount said "recovery complete"
+	AckRecords       uint64  `json:"ack_records"`       // syncs acknowledged before the cut
+	AckedBlocks      int     `json:"acked_blocks"`      // blocks with an acknowledged generation > 0
+	MaxAckedGen      int64   `json:"max_acked_gen"`
 }
 
-// writeFileAtomic writes data to a temporary file of a unique name in
-// path's directory (two writers never share it), syncs it, renames it over
-// path and syncs the directory: after a crash path holds the old or the
-// new content, never a torn or empty file.
-func writeFileAtomic(path string, data []byte) error {
-	return safefile.WriteAtomic(path, data, 0o644)
+// IomapActivity is what the tracepoints saw on the scratch file system:
+// evidence that the case's mount option really put the work files on the
+// iomap buffered I/O path, not only that mount accepted it, and whether
+// large folios were used at all.
+type IomapActivity struct {
+	Dev     string   `json:"dev"`     // major:minor of the scratch file system
+	Enabled []string `json:"enabled"` // iomap events this kernel has and we counted
+	Missing []string `json:"missing,omitempty"`
+	// Events recorded by the ring buffer (kept + overwritten), exact.
+	Setup    int64 `json:"setup_events"`    // mount to the end of prepare (files written and fsynced)
+	Workload int64 `json:"workload_events"` // during the workload phase
+	// A breakdown by event of what the buffer still held at the end: a
+	// lower bound per event once the buffer wrapped.
+	InBuffer map[string]int64 `json:"in_buffer,omitempty"`
+	// Page-cache folios added on the scratch file system from mount to the
+	// end of the workload (exact), those above order 0 (exact), and the
+	// orders of the latter still in their buffer (a lower bound per order).
+	Folios           int64            `json:"folios_added"`
+	LargeFolios      int64            `json:"large_folios_added"`
+	LargeFolioOrders map[string]int64 `json:"large_folio_orders,omitempty"`
+}
+
+// OnlyOrderZero says the run added page-cache folios on the scratch file
+// system but none above order 0: whatever the kernel says about large
+// folios, this run did not exercise them.
+func (a *IomapActivity) OnlyOrderZero() bool {
+	return a != nil && a.Folios > 0 && a.LargeFolios == 0
+}
+
+// Summary is one line for logs.
+func (a *IomapActivity) Summary() string {
+	if a == nil {
+		return ""
+	}
+	s := fmt.Sprintf("buffered iomap events on %s: %d in setup, %d in workload; folios added %d, above order 0 %d",
+		a.Dev, a.Setup, a.Workload, a.Folios, a.LargeFolios)
+	if len(a.LargeFolioOrders) > 0 {
+		s += " (orders " + countList(a.LargeFolioOrders) + ")"
+	}
+	if a.OnlyOrderZero() {
+		s += ": only order-0 folios, large folios not exercised"
+	}
+	return s
+}
+
+// countList renders a count map as "k n, k n" in key order.
+func countList(m map[string]int64) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
