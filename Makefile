@@ -45,7 +45,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./triage/
 	$(GO) test -run XXX -fuzz FuzzClassify -fuzztime $(FUZZTIME) ./guest/
-	$(GO) test -run XXX -fuzz FuzzFioOutput -fuzztime $(FUZZTIME) ./harness/
+	$(GO) test -run XXX -fuzz FuzzFioOutput -fuzztime $(FUZZTIME) ./workload/fio/
 	$(GO) test -run XXX -fuzz FuzzTraceOutput -fuzztime $(FUZZTIME) ./harness/
 	$(GO) test -run XXX -fuzz '^FuzzParseCase$$' -fuzztime $(FUZZTIME) ./harness/
 	$(GO) test -run XXX -fuzz '^FuzzSplitMbox$$' -fuzztime $(FUZZTIME) ./kernel/

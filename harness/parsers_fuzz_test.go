@@ -1,36 +1,10 @@
 package harness
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"patchbay/record"
 )
-
-// FuzzFioOutput: fio's output mixes messages into its JSON; the parsers
-// must never panic on any of it, and what they accept must be sane.
-func FuzzFioOutput(f *testing.F) {
-	files, _ := filepath.Glob("testdata/seeded-bugs/fio-output/*")
-	for _, p := range files {
-		if data, err := os.ReadFile(p); err == nil {
-			f.Add(data)
-		}
-	}
-	f.Add([]byte("verify: bad ma{\n\"fio version\" : \"fio-3.33\", \"jobs\": []}\n"))
-	f.Add([]byte("[global]\nioengine=psync\n[a]\nioengine=e4defrag\n[b]\n"))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		if rep, err := parseFioJSON(data); err == nil && rep == nil {
-			t.Fatal("nil report without an error")
-		}
-		for _, l := range fioVerifyFailures(data) {
-			if l == "" {
-				t.Fatal("empty verify failure line")
-			}
-		}
-		fioEngines(data)
-	})
-}
 
 // FuzzTraceOutput: the tracefs scripts' output comes from a guest that may
 // be broken; accepted counts are never negative.
