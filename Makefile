@@ -46,7 +46,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime $(FUZZTIME) ./triage/
 	$(GO) test -run XXX -fuzz FuzzClassify -fuzztime $(FUZZTIME) ./guest/
 	$(GO) test -run XXX -fuzz FuzzFioOutput -fuzztime $(FUZZTIME) ./workload/fio/
-	$(GO) test -run XXX -fuzz FuzzTraceOutput -fuzztime $(FUZZTIME) ./harness/
+	$(GO) test -run XXX -fuzz FuzzTraceOutput -fuzztime $(FUZZTIME) ./workload/iomapcheck/
 	$(GO) test -run XXX -fuzz '^FuzzParseCase$$' -fuzztime $(FUZZTIME) ./harness/
 	$(GO) test -run XXX -fuzz '^FuzzSplitMbox$$' -fuzztime $(FUZZTIME) ./kernel/
 

@@ -12,6 +12,7 @@ import (
 	"patchbay/kernel"
 	"patchbay/record"
 	"patchbay/vm"
+	"patchbay/workload/iomapcheck"
 )
 
 // TestIomapCheckOnStock runs the stock case with the buffered-iomap check on:
@@ -31,7 +32,7 @@ func TestIomapCheckOnStock(t *testing.T) {
 		t.Fatalf("outcome %s %v: want fail with the setup reason 'buffered iomap not in use'", rec.Outcome, rec.Reasons)
 	}
 	a := rec.BufferedIomap
-	if a == nil || a.Setup != 0 || a.Dev == "" || len(a.Enabled) != len(BufferedIomapEvents) || len(a.Missing) != 0 {
+	if a == nil || a.Setup != 0 || a.Dev == "" || len(a.Enabled) != len(iomapcheck.BufferedIomapEvents) || len(a.Missing) != 0 {
 		t.Errorf("activity %+v: want every buffered event enabled on 6.12 and none fired", a)
 	}
 	if rec.Writes() != 0 {
@@ -49,16 +50,16 @@ func TestIomapTracerCounts(t *testing.T) {
 	r := e.runner(t)
 	type step struct {
 		name  string
-		t     eventCounter
+		t     iomapcheck.Counter
 		io    string
 		check func(n int64) bool
 		want  string
 		got   int64
 		err   error
 	}
-	dio := iomapCounter(mountPoint, []string{"iomap_dio_rw_begin", "iomap_dio_complete"})
-	buffered := iomapCounter(mountPoint, BufferedIomapEvents)
-	folios, large := folioCounters(mountPoint)
+	dio := iomapcheck.IomapCounter(mountPoint, []string{"iomap_dio_rw_begin", "iomap_dio_complete"})
+	buffered := iomapcheck.IomapCounter(mountPoint, iomapcheck.BufferedIomapEvents)
+	folios, large := iomapcheck.FolioCounters(mountPoint)
 	steps := []*step{
 		{name: "direct I/O on the scratch fs", t: dio,
 			io:    "dd if=/dev/zero of=" + workDir + "/dio bs=4096 count=16 oflag=direct status=none",
@@ -83,24 +84,24 @@ func TestIomapTracerCounts(t *testing.T) {
 			return nil
 		}
 		for _, s := range steps {
-			out, err := m.Output(ctx, s.t.startScript()+"\n"+s.io+"\n"+s.t.stopScript())
+			out, err := m.Output(ctx, s.t.StartScript()+"\n"+s.io+"\n"+s.t.StopScript())
 			if err != nil {
 				s.err = err
 				continue
 			}
-			var c traceCounts
-			c, s.err = parseTraceCounts(out)
+			var c iomapcheck.Counts
+			c, s.err = iomapcheck.ParseCounts(out)
 			s.got = c.Total
 			if s.err == nil {
 				var a record.IomapActivity
-				s.err = parseTraceStart(out, &a)
+				s.err = iomapcheck.ParseStart(out, &a)
 			}
 		}
 		// The run's own sequence: start after mount, count at the end of
 		// setup, stop after the workload.
 		g := &guest{m: m, dir: t.TempDir()}
-		trace := newIomapTrace()
-		if reason, err := trace.start(ctx, g, whole); err != nil || reason != "" {
+		trace := iomapcheck.New(mountPoint)
+		if reason, err := trace.Start(ctx, g, whole); err != nil || reason != "" {
 			wholeErr = fmt.Errorf("start: %q %v", reason, err)
 			return nil
 		}
@@ -108,12 +109,12 @@ func TestIomapTracerCounts(t *testing.T) {
 			wholeErr = err
 			return nil
 		}
-		reason, err := trace.setupDone(ctx, g, whole, "defaults", true)
+		reason, err := trace.SetupDone(ctx, g, whole, "defaults", true)
 		if err == nil && reason == "" {
 			err = fmt.Errorf("setupDone found buffered iomap in use on stock ext4")
 		}
 		if err == nil {
-			err = trace.stop(ctx, g, whole)
+			err = trace.Stop(ctx, g, whole)
 		}
 		wholeErr = err
 		return nil

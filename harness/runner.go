@@ -22,6 +22,7 @@ import (
 	"patchbay/triage"
 	"patchbay/triage/symbolize"
 	"patchbay/vm"
+	"patchbay/workload/iomapcheck"
 )
 
 // Guest paths. The root image is attached snapshot=on, so nothing persists.
@@ -230,7 +231,7 @@ func (r *Runner) execute(ctx context.Context, rec *record.RunRecord, dir string,
 	}
 	rec.WorkloadSecs = time.Since(wstart).Seconds()
 	if rec.BufferedIomap != nil {
-		if err := newIomapTrace().stop(ctx, g, rec); err != nil {
+		if err := iomapcheck.New(mountPoint).Stop(ctx, g, rec); err != nil {
 			return g.lost(ctx, st, err), nil
 		}
 		r.logf("%s #%d: %s", rec.Variant, rec.Index, rec.BufferedIomap.Summary())
@@ -453,9 +454,9 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *record.RunRecord) (st
 	if r.Case.Workload.Kind == casespec.WorkloadFio {
 		return "", nil // fio lays out its own files
 	}
-	trace := newIomapTrace()
+	trace := iomapcheck.New(mountPoint)
 	if fs.CheckBufferedIomap {
-		if reason, err := trace.start(ctx, g, rec); err != nil || reason != "" {
+		if reason, err := trace.Start(ctx, g, rec); err != nil || reason != "" {
 			return reason, err
 		}
 	}
@@ -468,7 +469,7 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *record.RunRecord) (st
 		return reason, err
 	}
 	if fs.CheckBufferedIomap {
-		if reason, err := trace.setupDone(ctx, g, rec, mountOpts(fs.MountOptions), fs.RequireLargeFolios); err != nil || reason != "" {
+		if reason, err := trace.SetupDone(ctx, g, rec, mountOpts(fs.MountOptions), fs.RequireLargeFolios); err != nil || reason != "" {
 			return reason, err
 		}
 	}

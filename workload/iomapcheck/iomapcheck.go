@@ -1,4 +1,9 @@
-package harness
+// Package iomapcheck is the buffered-iomap and large-folio check of a run
+// (filesystem.check_buffered_iomap, require_large_folios): tracefs event
+// counters on the scratch file system, started after mount, read at the end
+// of setup and after the workload, and the setup reasons that fail a run
+// whose files never took the iomap buffered path or large folios.
+package iomapcheck
 
 import (
 	"bufio"
@@ -12,6 +17,12 @@ import (
 	"patchbay/record"
 )
 
+// Shell runs a command in the guest within timeout; a non-empty save names
+// the file in the run directory that gets its output.
+type Shell interface {
+	Sh(ctx context.Context, timeout time.Duration, save, cmd string) ([]byte, error)
+}
+
 // BufferedIomapEvents fire only on iomap's buffered I/O path: reads,
 // readahead, writeback and folio release/invalidation. Direct I/O, FIEMAP and
 // SEEK_DATA go through iomap too but fire other events, so stock ext4, whose
@@ -21,10 +32,10 @@ var BufferedIomapEvents = []string{
 	"iomap_release_folio", "iomap_invalidate_folio",
 }
 
-// eventCounter counts tracepoint events for one file system in a tracefs
+// Counter counts tracepoint events for one file system in a tracefs
 // instance of its own (its own ring buffer, so exact totals per counter and
 // the global buffer untouched), with a filter on the device's dev_t.
-type eventCounter struct {
+type Counter struct {
 	instance string   // tracefs instance name
 	group    string   // events/<group>/
 	events   []string // events of the group to enable
@@ -34,29 +45,29 @@ type eventCounter struct {
 
 const tracefs = "/sys/kernel/tracing"
 
-// iomapCounter counts the given iomap events on the file system at mount.
-func iomapCounter(mount string, events []string) eventCounter {
-	return eventCounter{instance: "patchbay_iomap", group: "iomap", events: events, filter: "dev == $kdev", mount: mount}
+// IomapCounter counts the given iomap events on the file system at mount.
+func IomapCounter(mount string, events []string) Counter {
+	return Counter{instance: "patchbay_iomap", group: "iomap", events: events, filter: "dev == $kdev", mount: mount}
 }
 
-// folioCounters count the page-cache folios added on the file system: all
+// FolioCounters count the page-cache folios added on the file system: all
 // of them, and those above order 0. A series that enables large folios
 // shows the second, or the run tested only order 0.
-func folioCounters(mount string) (all, large eventCounter) {
-	all = eventCounter{instance: "patchbay_folios", group: "filemap", events: []string{"mm_filemap_add_to_page_cache"},
+func FolioCounters(mount string) (all, large Counter) {
+	all = Counter{instance: "patchbay_folios", group: "filemap", events: []string{"mm_filemap_add_to_page_cache"},
 		filter: "s_dev == $kdev", mount: mount}
 	large = all
 	large.instance, large.filter = "patchbay_large_folios", "s_dev == $kdev && order > 0"
 	return all, large
 }
 
-func (t eventCounter) dir() string { return tracefs + "/instances/" + t.instance }
+func (t Counter) dir() string { return tracefs + "/instances/" + t.instance }
 
-// startScript creates the instance and enables the events, filtered, and
+// StartScript creates the instance and enables the events, filtered, and
 // prints "dev MAJ:MIN" and one "event NAME" or "missing NAME" line per
 // event. It does not use set -e: a kernel without tracing prints
 // "notracefs".
-func (t eventCounter) startScript() string {
+func (t Counter) StartScript() string {
 	return fmt.Sprintf(`[ -e %[1]s/instances ] || mount -t tracefs nodev %[1]s 2>/dev/null
 [ -e %[1]s/instances ] || { echo notracefs; exit 0; }
 mm=$(mountpoint -d %[2]s) || exit 1
@@ -73,23 +84,23 @@ echo dev $mm
 `, tracefs, t.mount, t.dir(), strings.Join(t.events, " "), t.group, t.filter)
 }
 
-// totalScript prints the instance's event count: per CPU, the events its
+// TotalScript prints the instance's event count: per CPU, the events its
 // buffer holds plus those it overwrote or dropped.
-func (t eventCounter) totalScript() string {
+func (t Counter) TotalScript() string {
 	return fmt.Sprintf(`cat %s/per_cpu/cpu*/stats | awk '/^(entries|overrun|dropped events):/ {n += $NF} END {print "total", n+0}'`, t.dir())
 }
 
-// stopScript stops the instance, prints the total, then counts per event
+// StopScript stops the instance, prints the total, then counts per event
 // name and per folio order what the buffer holds, and removes the instance.
-func (t eventCounter) stopScript() string {
+func (t Counter) StopScript() string {
 	return fmt.Sprintf(`I=%s; echo 0 > $I/tracing_on; %s
 grep -o ' [a-z_]*: ' $I/trace | sort | uniq -c | awk '{sub(":", "", $2); print "buffer", $2, $1}'
 grep -o ' order=[0-9]*' $I/trace | sort | uniq -c | awk '{sub("order=", "", $2); print "order", $2, $1}'
-echo 0 > $I/events/enable; rmdir $I`, t.dir(), t.totalScript())
+echo 0 > $I/events/enable; rmdir $I`, t.dir(), t.TotalScript())
 }
 
-// parseTraceStart reads startScript's output into a.
-func parseTraceStart(out []byte, a *record.IomapActivity) error {
+// ParseStart reads StartScript's output into a.
+func ParseStart(out []byte, a *record.IomapActivity) error {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -113,16 +124,16 @@ func parseTraceStart(out []byte, a *record.IomapActivity) error {
 	return nil
 }
 
-// traceCounts is what totalScript or stopScript printed.
-type traceCounts struct {
+// Counts is what TotalScript or StopScript printed.
+type Counts struct {
 	Total   int64
-	ByEvent map[string]int64 // in the buffer at the end (stopScript)
-	ByOrder map[string]int64 // folio order= fields in the buffer (stopScript)
+	ByEvent map[string]int64 // in the buffer at the end (StopScript)
+	ByOrder map[string]int64 // folio order= fields in the buffer (StopScript)
 }
 
-// parseTraceCounts reads totalScript's or stopScript's output.
-func parseTraceCounts(out []byte) (traceCounts, error) {
-	c := traceCounts{Total: -1}
+// ParseCounts reads TotalScript's or StopScript's output.
+func ParseCounts(out []byte) (Counts, error) {
+	c := Counts{Total: -1}
 	count := func(s string) (int64, error) {
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || n < 0 {
@@ -161,9 +172,9 @@ func parseTraceCounts(out []byte) (traceCounts, error) {
 	return c, nil
 }
 
-// notInUse is the setup reason when no buffered-iomap event fired on the
+// NotInUse is the setup reason when no buffered-iomap event fired on the
 // scratch file system while prepare wrote and fsynced every work file.
-func notInUse(a *record.IomapActivity, mountOptions string) string {
+func NotInUse(a *record.IomapActivity, mountOptions string) string {
 	if a.Setup > 0 {
 		return ""
 	}
@@ -171,61 +182,62 @@ func notInUse(a *record.IomapActivity, mountOptions string) string {
 		strings.Join(a.Enabled, ", "), a.Dev, mountOptions)
 }
 
-// iomapTrace is the buffered-iomap check of one run: an iomap event counter
+// Trace is the buffered-iomap check of one run: an iomap event counter
 // and the two folio counters, started right after mount.
-type iomapTrace struct {
-	iomap, folios, large eventCounter
+type Trace struct {
+	iomap, folios, large Counter
 }
 
-func newIomapTrace() iomapTrace {
-	all, large := folioCounters(mountPoint)
-	return iomapTrace{iomap: iomapCounter(mountPoint, BufferedIomapEvents), folios: all, large: large}
+// New is the check of the file system mounted at mount.
+func New(mount string) Trace {
+	all, large := FolioCounters(mount)
+	return Trace{iomap: IomapCounter(mount, BufferedIomapEvents), folios: all, large: large}
 }
 
-// start enables every counter; the returned reason is non-empty when the
+// Start enables every counter; the returned reason is non-empty when the
 // kernel cannot show iomap activity at all.
-func (t iomapTrace) start(ctx context.Context, g *guest, rec *record.RunRecord) (string, error) {
-	out, err := g.sh(ctx, time.Minute, "iomap-trace-start.txt", t.iomap.startScript())
+func (t Trace) Start(ctx context.Context, g Shell, rec *record.RunRecord) (string, error) {
+	out, err := g.Sh(ctx, time.Minute, "iomap-trace-start.txt", t.iomap.StartScript())
 	if err != nil {
 		return "", err
 	}
 	rec.BufferedIomap = &record.IomapActivity{}
-	if err := parseTraceStart(out, rec.BufferedIomap); err != nil {
+	if err := ParseStart(out, rec.BufferedIomap); err != nil {
 		return "cannot check buffered iomap: " + err.Error(), nil
 	}
 	// The folio counts are information: a kernel without the event leaves
 	// them at zero.
-	for _, c := range []eventCounter{t.folios, t.large} {
-		if _, err := g.sh(ctx, time.Minute, "", c.startScript()); err != nil {
+	for _, c := range []Counter{t.folios, t.large} {
+		if _, err := g.Sh(ctx, time.Minute, "", c.StartScript()); err != nil {
 			return "", err
 		}
 	}
 	return "", nil
 }
 
-// setupDone records the iomap events of setup and returns the setup reason
+// SetupDone records the iomap events of setup and returns the setup reason
 // when there were none, or (requireLarge) when no folio above order 0 was
 // added.
-func (t iomapTrace) setupDone(ctx context.Context, g *guest, rec *record.RunRecord, mountOptions string, requireLarge bool) (string, error) {
-	out, err := g.sh(ctx, time.Minute, "", t.iomap.totalScript())
+func (t Trace) SetupDone(ctx context.Context, g Shell, rec *record.RunRecord, mountOptions string, requireLarge bool) (string, error) {
+	out, err := g.Sh(ctx, time.Minute, "", t.iomap.TotalScript())
 	if err != nil {
 		return "", err
 	}
-	c, err := parseTraceCounts(out)
+	c, err := ParseCounts(out)
 	if err != nil {
 		return "", fmt.Errorf("iomap trace: %w", err)
 	}
 	rec.BufferedIomap.Setup = c.Total
-	if reason := notInUse(rec.BufferedIomap, mountOptions); reason != "" || !requireLarge {
+	if reason := NotInUse(rec.BufferedIomap, mountOptions); reason != "" || !requireLarge {
 		return reason, nil
 	}
 	var all, large int64
-	for _, ctr := range []eventCounter{t.folios, t.large} {
-		out, err := g.sh(ctx, time.Minute, "", ctr.totalScript())
+	for _, ctr := range []Counter{t.folios, t.large} {
+		out, err := g.Sh(ctx, time.Minute, "", ctr.TotalScript())
 		if err != nil {
 			return "", err
 		}
-		n, err := parseTraceCounts(out)
+		n, err := ParseCounts(out)
 		if err != nil {
 			return "", fmt.Errorf("trace %s: %w", ctr.instance, err)
 		}
@@ -235,28 +247,28 @@ func (t iomapTrace) setupDone(ctx context.Context, g *guest, rec *record.RunReco
 			all = n.Total
 		}
 	}
-	return largeFoliosNotInUse(rec.BufferedIomap.Dev, all, large), nil
+	return LargeFoliosNotInUse(rec.BufferedIomap.Dev, all, large), nil
 }
 
-// largeFoliosNotInUse is the setup reason when the work files were written
+// LargeFoliosNotInUse is the setup reason when the work files were written
 // on order-0 folios only (e.g. a kernel without CONFIG_TRANSPARENT_HUGEPAGE).
-func largeFoliosNotInUse(dev string, all, large int64) string {
+func LargeFoliosNotInUse(dev string, all, large int64) string {
 	if large > 0 {
 		return ""
 	}
 	return fmt.Sprintf("large folios not in use: %d page-cache folios added on dev %s while the work files were written and fsynced, none above order 0 (filesystem.require_large_folios; 6.12 needs CONFIG_TRANSPARENT_HUGEPAGE)", all, dev)
 }
 
-// stop records the workload's iomap events and the folios, and removes the
+// Stop records the workload's iomap events and the folios, and removes the
 // instances.
-func (t iomapTrace) stop(ctx context.Context, g *guest, rec *record.RunRecord) error {
+func (t Trace) Stop(ctx context.Context, g Shell, rec *record.RunRecord) error {
 	a := rec.BufferedIomap
-	for _, c := range []eventCounter{t.iomap, t.folios, t.large} {
-		out, err := g.sh(ctx, 2*time.Minute, "trace-"+c.instance+".txt", c.stopScript())
+	for _, c := range []Counter{t.iomap, t.folios, t.large} {
+		out, err := g.Sh(ctx, 2*time.Minute, "trace-"+c.instance+".txt", c.StopScript())
 		if err != nil {
 			return err
 		}
-		n, err := parseTraceCounts(out)
+		n, err := ParseCounts(out)
 		if err != nil {
 			return fmt.Errorf("trace %s: %w", c.instance, err)
 		}
@@ -271,4 +283,13 @@ func (t iomapTrace) stop(ctx context.Context, g *guest, rec *record.RunRecord) e
 		}
 	}
 	return nil
+}
+
+// lastLine is the last line of s, surrounding space trimmed.
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndex(s, "\n"); i >= 0 {
+		return s[i+1:]
+	}
+	return s
 }
