@@ -14,14 +14,8 @@ import (
 	"patchbay/kernel"
 	"patchbay/record"
 	"patchbay/vm"
+	"patchbay/workload/guestcmd"
 )
-
-// ackDev is the guest device of the ack disk in power-cut runs: the
-// second raw disk, after the scratch disk.
-const ackDev = "/dev/vdc"
-
-// replayPhase names the verify pass after the power cut.
-const replayPhase = "replay"
 
 // validatePowerCut checks workload.power_cut against the rest of the case.
 func (c *Case) validatePowerCut(bad func(field, msg string)) {
@@ -172,7 +166,7 @@ func (r *Runner) replay(ctx context.Context, g0 *guest, rec *record.RunRecord, s
 		return g.lost(ctx, st, err)
 	}
 	gc := r.commands(rec.Seed)
-	mount := "mkdir -p " + ShellQuote(mountPoint) + " && " + ShellJoin(gc.Mount)
+	mount := "mkdir -p " + guestcmd.ShellQuote(mountPoint) + " && " + guestcmd.ShellJoin(gc.Mount)
 	if _, err := g.sh(ctx, 5*time.Minute, "replay-mount.txt", mount); err != nil {
 		return g.lost(ctx, st, err)
 	}
@@ -180,11 +174,11 @@ func (r *Runner) replay(ctx context.Context, g0 *guest, rec *record.RunRecord, s
 		g.save("replay-dmesg.txt", out)
 		rec.PowerCut.JournalRecovered = strings.Contains(string(out), "recovery complete")
 	}
-	out, err := g.sh(ctx, 10*time.Minute, "", ShellJoin(gc.VerifyAcks))
+	out, err := g.sh(ctx, 10*time.Minute, "", guestcmd.ShellJoin(gc.VerifyAcks))
 	if err != nil {
 		return g.lost(ctx, st, err)
 	}
-	g.saveJSON("verify.json", map[string]json.RawMessage{replayPhase: out})
+	g.saveJSON("verify.json", map[string]json.RawMessage{guestcmd.ReplayPhase: out})
 	var v struct {
 		record.VerifyResult
 		Acks *pbguest.AckStats `json:"acks"`

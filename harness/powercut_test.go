@@ -7,6 +7,7 @@ import (
 
 	"patchbay/casespec"
 	"patchbay/record"
+	"patchbay/workload/guestcmd"
 )
 
 const powerCutCase = `name: t
@@ -87,7 +88,7 @@ func TestShippedPowerCutCasesLoad(t *testing.T) {
 // is fine, so the reason lists only what is bad.
 func TestJudgeReplayReason(t *testing.T) {
 	zero := 0
-	rec := &record.RunRecord{Verify: []record.VerifyResult{{Phase: replayPhase, BadTotal: 2, Counts: map[string]int64{"ok": 10, "future": 5, "stale": 2}}},
+	rec := &record.RunRecord{Verify: []record.VerifyResult{{Phase: guestcmd.ReplayPhase, BadTotal: 2, Counts: map[string]int64{"ok": 10, "future": 5, "stale": 2}}},
 		Fsck: &record.FsckResult{Clean: true}}
 	Judge(rec, RunStatus{}, casespec.Expectation{MaxBadBlocks: &zero, FsckClean: true})
 	reasons := strings.Join(rec.Reasons, "; ")

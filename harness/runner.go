@@ -22,6 +22,7 @@ import (
 	"patchbay/triage"
 	"patchbay/triage/symbolize"
 	"patchbay/vm"
+	"patchbay/workload/guestcmd"
 	"patchbay/workload/iomapcheck"
 )
 
@@ -423,10 +424,12 @@ func (r *Runner) upload(ctx context.Context, g *guest) error {
 }
 
 // vmPaths are the runner's guest paths.
-var vmPaths = GuestPaths{Bin: guestBin, Dev: scratchDev, Mount: mountPoint, Tmp: guestTmp}
+var vmPaths = guestcmd.Paths{Bin: guestBin, Dev: scratchDev, Mount: mountPoint, Tmp: guestTmp}
 
-// commands are the run's guest command lines (see GuestCommands).
-func (r *Runner) commands(seed uint64) GuestCommands { return r.Case.GuestCommands(seed, vmPaths) }
+// commands are the run's guest command lines (see guestcmd.Build).
+func (r *Runner) commands(seed uint64) guestcmd.Commands {
+	return guestcmd.Build(r.Case.Workload, r.Case.Filesystem, seed, vmPaths)
+}
 
 // setup makes and mounts the file system and the work files. It returns a
 // non-empty reason when the case's setup did not take effect.
@@ -434,8 +437,8 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *record.RunRecord) (st
 	fs := r.Case.Filesystem
 	gc := r.commands(rec.Seed)
 	cmd := fmt.Sprintf("set -e; %s; mkdir -p %s; %s; mkdir -p %s %s %s",
-		ShellJoin(gc.Mkfs), mountPoint, ShellJoin(gc.Mount), workDir, donorDir, guestTmp)
-	prep := ShellJoin(gc.Prepare)
+		guestcmd.ShellJoin(gc.Mkfs), mountPoint, guestcmd.ShellJoin(gc.Mount), workDir, donorDir, guestTmp)
+	prep := guestcmd.ShellJoin(gc.Prepare)
 	if r.Case.Workload.Kind != casespec.WorkloadFio && !fs.CheckBufferedIomap {
 		// One session for the file system, the work files and lsattr.
 		steps := []step{{"setup.txt", cmd}, {"prepare.json", prep}}
@@ -469,7 +472,7 @@ func (r *Runner) setup(ctx context.Context, g *guest, rec *record.RunRecord) (st
 		return reason, err
 	}
 	if fs.CheckBufferedIomap {
-		if reason, err := trace.SetupDone(ctx, g, rec, mountOpts(fs.MountOptions), fs.RequireLargeFolios); err != nil || reason != "" {
+		if reason, err := trace.SetupDone(ctx, g, rec, guestcmd.MountOpts(fs.MountOptions), fs.RequireLargeFolios); err != nil || reason != "" {
 			return reason, err
 		}
 	}
@@ -509,16 +512,9 @@ func (r *Runner) checkPrepared(rec *record.RunRecord, prepare []byte, lsattr [][
 	return "", nil
 }
 
-func mountOpts(o string) string {
-	if o == "" {
-		return "defaults"
-	}
-	return o
-}
-
 // mountCommand mounts the scratch disk with the case's options, quoted.
 func mountCommand(opts string) string {
-	return ShellJoin([]string{"mount", "-t", "ext4", "-o", mountOpts(opts), scratchDev, mountPoint})
+	return guestcmd.ShellJoin([]string{"mount", "-t", "ext4", "-o", guestcmd.MountOpts(opts), scratchDev, mountPoint})
 }
 
 // workload starts every writer and defrag worker in its own SSH session at
@@ -540,11 +536,11 @@ func (r *Runner) workload(ctx context.Context, g *guest, rec *record.RunRecord) 
 	}
 	var jobs []job
 	for _, j := range r.commands(rec.Seed).Jobs {
-		cmd := ShellJoin(j.Argv)
+		cmd := guestcmd.ShellJoin(j.Argv)
 		if j.Defrag {
-			cmd = "mkdir -p " + ShellQuote(j.MkdirDonors) + " && " + cmd
+			cmd = "mkdir -p " + guestcmd.ShellQuote(j.MkdirDonors) + " && " + cmd
 		} else {
-			out := ShellQuote(j.Result)
+			out := guestcmd.ShellQuote(j.Result)
 			cmd += " > " + out + " && cat " + out
 		}
 		jobs = append(jobs, job{name: j.Name, cmd: cmd, defrag: j.Defrag})
@@ -631,18 +627,18 @@ func (r *Runner) verifyBatch(ctx context.Context, g *guest, rec *record.RunRecor
 			before = append(before, "sync && echo 3 > /proc/sys/vm/drop_caches")
 		}
 		for _, argv := range s.Before {
-			before = append(before, ShellJoin(argv))
+			before = append(before, guestcmd.ShellJoin(argv))
 		}
 		if len(before) > 0 {
 			steps = append(steps, step{"", strings.Join(before, " && ")})
 		}
 		verifyAt[len(steps)] = s.Phase
-		steps = append(steps, step{"", ShellJoin(s.Argv)})
+		steps = append(steps, step{"", guestcmd.ShellJoin(s.Argv)})
 	}
 	steps = append(steps,
-		step{"", ShellJoin(gc.Umount)},
+		step{"", guestcmd.ShellJoin(gc.Umount)},
 		// e2fsck exits 4 (or more) when it finds errors it did not fix.
-		step{"fsck.txt", ShellJoin(gc.Fsck) + " 2>&1; echo \"e2fsck-exit=$?\""},
+		step{"fsck.txt", guestcmd.ShellJoin(gc.Fsck) + " 2>&1; echo \"e2fsck-exit=$?\""},
 		step{"dmesg.txt", "dmesg"})
 	// As long as the longest step alone may take: a hang is still a hang.
 	outs, err := g.batch(ctx, 10*time.Minute, steps)
@@ -683,7 +679,7 @@ func (r *Runner) fsck(ctx context.Context, g *guest, rec *record.RunRecord) erro
 		return err
 	}
 	// e2fsck exits 4 (or more) when it finds errors it did not fix.
-	out, err := g.sh(ctx, 10*time.Minute, "fsck.txt", ShellJoin(r.commands(rec.Seed).Fsck)+"; echo \"e2fsck-exit=$?\"")
+	out, err := g.sh(ctx, 10*time.Minute, "fsck.txt", guestcmd.ShellJoin(r.commands(rec.Seed).Fsck)+"; echo \"e2fsck-exit=$?\"")
 	if err != nil {
 		return err
 	}

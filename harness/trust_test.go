@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"patchbay/casespec"
+	"patchbay/workload/guestcmd"
 )
 
 // gitRepo makes a one-commit git repository.
@@ -161,7 +162,7 @@ func TestFilesystemFieldsReachNoShell(t *testing.T) {
 	}
 	marker := filepath.Join(t.TempDir(), "ran")
 	for _, s := range []string{"a;touch " + marker, "$(touch " + marker + ")", "`touch " + marker + "`", "it's", "a b\tc\n"} {
-		out, err := exec.Command("sh", "-c", "printf %s "+ShellQuote(s)).Output()
+		out, err := exec.Command("sh", "-c", "printf %s "+guestcmd.ShellQuote(s)).Output()
 		if err != nil || string(out) != s {
 			t.Errorf("sh saw %q as %q (%v)", s, out, err)
 		}
@@ -169,12 +170,12 @@ func TestFilesystemFieldsReachNoShell(t *testing.T) {
 	if _, err := os.Stat(marker); err == nil {
 		t.Fatal("a quoted field ran a command")
 	}
-	// The runner's command lines (GuestCommands) quote what load-time
+	// The runner's command lines (guestcmd.Build) quote what load-time
 	// validation would have refused anyway.
 	c := &Case{Filesystem: casespec.FilesystemSpec{Mkfs: "mkfs.ext4 -F;touch " + marker, MountOptions: "x;touch " + marker}}
-	gc := c.GuestCommands(1, vmPaths)
-	if mkfs, mount := ShellJoin(gc.Mkfs), ShellJoin(gc.Mount); !strings.Contains(mkfs, "'-F;touch' "+ShellQuote(marker)) ||
-		!strings.Contains(mount, ShellQuote(mountOpts("x;touch "+marker))) {
+	gc := guestcmd.Build(c.Workload, c.Filesystem, 1, vmPaths)
+	if mkfs, mount := guestcmd.ShellJoin(gc.Mkfs), guestcmd.ShellJoin(gc.Mount); !strings.Contains(mkfs, "'-F;touch' "+guestcmd.ShellQuote(marker)) ||
+		!strings.Contains(mount, guestcmd.ShellQuote(guestcmd.MountOpts("x;touch "+marker))) {
 		t.Errorf("guest commands not quoted: %s / %s", mkfs, mount)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"patchbay/casespec"
 	"patchbay/record"
 	"patchbay/triage"
+	"patchbay/workload/guestcmd"
 )
 
 // RunStatus is how the run itself went, apart from what it measured.
@@ -145,7 +146,7 @@ func checkExpectation(rec *record.RunRecord, exp casespec.Expectation) []string 
 		for _, v := range rec.Verify {
 			if v.BadTotal > 0 {
 				counts := nonOK(v.Counts)
-				if v.Phase == replayPhase {
+				if v.Phase == guestcmd.ReplayPhase {
 					delete(counts, "future") // after a power cut, later than acknowledged is fine
 				}
 				broken = append(broken, fmt.Sprintf("verify %s: %d bad blocks %v", v.Phase, v.BadTotal, counts))

@@ -10,9 +10,10 @@ import (
 
 	"patchbay/casespec"
 	"patchbay/harness"
+	"patchbay/workload/guestcmd"
 )
 
-// Placeholders for GuestCommands: whole words that the script writes as
+// Placeholders for guestcmd.Build: whole words that the script writes as
 // shell variables (the binary beside the script, the device argument).
 const (
 	binWord = "\x00PBGUEST"
@@ -21,7 +22,7 @@ const (
 
 // Where the script mounts and keeps its files; the same mount point as
 // the runner's VM, so the work file paths are the run's.
-var scriptPaths = harness.GuestPaths{Bin: binWord, Dev: devWord, Mount: "/mnt/scratch", Tmp: "/tmp/pbrepro"}
+var scriptPaths = guestcmd.Paths{Bin: binWord, Dev: devWord, Mount: "/mnt/scratch", Tmp: "/tmp/pbrepro"}
 
 var scriptVars = map[string]string{binWord: "PBGUEST", devWord: "DEV"}
 
@@ -38,9 +39,9 @@ func Script(c *harness.Case, variant string, seed uint64) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("%s: no variant %q", c.File, variant)
 	}
-	g := c.GuestCommands(seed, scriptPaths)
-	q := harness.ShellQuote
-	sh := func(argv []string) string { return harness.ShellJoinVars(argv, scriptVars) }
+	g := guestcmd.Build(c.Workload, c.Filesystem, seed, scriptPaths)
+	q := guestcmd.ShellQuote
+	sh := func(argv []string) string { return guestcmd.ShellJoinVars(argv, scriptVars) }
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 

@@ -10,6 +10,7 @@ import (
 
 	"patchbay/casespec"
 	"patchbay/harness"
+	"patchbay/workload/guestcmd"
 )
 
 func seeded(t *testing.T) *harness.Case {
@@ -58,10 +59,10 @@ func TestScriptHostileFields(t *testing.T) {
 	if !strings.Contains(s, `echo 'patchbay-repro: case x'\''`+"\n"+`$(reboot), variant lost-dirty, seed 42'`) {
 		t.Errorf("case name not quoted:\n%s", s)
 	}
-	// Every GuestCommands line is in the script: no flag typed twice.
-	g := c.GuestCommands(42, scriptPaths)
+	// Every guestcmd.Build line is in the script: no flag typed twice.
+	g := guestcmd.Build(c.Workload, c.Filesystem, 42, scriptPaths)
 	for _, j := range g.Jobs {
-		if !strings.Contains(s, harness.ShellJoinVars(j.Argv, scriptVars)+" > ") {
+		if !strings.Contains(s, guestcmd.ShellJoinVars(j.Argv, scriptVars)+" > ") {
 			t.Errorf("job %s missing", j.Name)
 		}
 	}

@@ -1,4 +1,9 @@
-package harness
+// Package guestcmd is the guest workload driver's command lines: every
+// pbguest, mkfs, mount, verify and e2fsck command of a run of the pbguest
+// workload, built from the case's data, and the POSIX shell quoting they are
+// written with. It is the one source of these lines for the runner, the
+// power cut, the batched setup and verify steps and the reproducer script.
+package guestcmd
 
 import (
 	"fmt"
@@ -7,10 +12,26 @@ import (
 	"patchbay/casespec"
 )
 
-// GuestPaths are where a run's pieces live on the machine under test. The
+// AckDev is the guest device of the ack disk in power-cut runs: the
+// second raw disk, after the scratch disk.
+const AckDev = "/dev/vdc"
+
+// ReplayPhase names the verify pass after the power cut.
+const ReplayPhase = "replay"
+
+// MountOpts is the -o value of the scratch mount: the case's
+// mount_options, or "defaults".
+func MountOpts(o string) string {
+	if o == "" {
+		return "defaults"
+	}
+	return o
+}
+
+// Paths are where a run's pieces live on the machine under test. The
 // runner uses its fixed VM paths; a reproducer script puts placeholders in
 // Bin and Dev and renders them as shell variables (see ShellJoinVars).
-type GuestPaths struct {
+type Paths struct {
 	Bin   string // the pbguest binary
 	Dev   string // the scratch block device
 	Mount string // where the scratch file system is mounted
@@ -18,16 +39,16 @@ type GuestPaths struct {
 }
 
 // Work is the folder of the work files.
-func (p GuestPaths) Work() string { return p.Mount + "/work" }
+func (p Paths) Work() string { return p.Mount + "/work" }
 
 // Donors is the folder of the defrag workers' donor folders.
-func (p GuestPaths) Donors() string { return p.Mount + "/donors" }
+func (p Paths) Donors() string { return p.Mount + "/donors" }
 
 // WriterResult is where writer i's JSON goes (verify --expect reads it).
-func (p GuestPaths) WriterResult(i int) string { return fmt.Sprintf("%s/writer-%d.json", p.Tmp, i) }
+func (p Paths) WriterResult(i int) string { return fmt.Sprintf("%s/writer-%d.json", p.Tmp, i) }
 
-// GuestJob is one concurrent workload process: a writer or a defrag worker.
-type GuestJob struct {
+// Job is one concurrent workload process: a writer or a defrag worker.
+type Job struct {
 	Name   string   // writer-N or defrag-N
 	Argv   []string // the pbguest command line
 	Defrag bool
@@ -49,15 +70,15 @@ type VerifyPhase struct {
 	Argv       []string
 }
 
-// GuestCommands are the command lines of one run of the pbguest workload,
+// Commands are the command lines of one run of the pbguest workload,
 // in the order they run: the one source of truth for the runner and for
 // `patchbay reproducer`, so neither can drift from the other.
-type GuestCommands struct {
+type Commands struct {
 	Mkfs    []string // filesystem.mkfs split into words, device appended
 	Mount   []string // mount -t ext4 -o OPTS DEV MOUNT
 	Umount  []string
 	Prepare []string
-	Jobs    []GuestJob
+	Jobs    []Job
 	Verify  []VerifyPhase
 	Fsck    []string // e2fsck -fn DEV: exit 0 clean, 4 or more errors left
 	// JournalData: after prepare, every work file must carry the j
@@ -68,11 +89,9 @@ type GuestCommands struct {
 	VerifyAcks []string
 }
 
-// GuestCommands returns the command lines of a run with the given seed for
-// the case's pbguest workload (not for workload.kind fio).
-func (c *Case) GuestCommands(seed uint64, p GuestPaths) GuestCommands {
-	w := c.Workload
-	fs := c.Filesystem
+// Build returns the command lines of a run with the given seed for a
+// case's pbguest workload w on file system fs (not for workload.kind fio).
+func Build(w casespec.WorkloadSpec, fs casespec.FilesystemSpec, seed uint64, p Paths) Commands {
 	writers := w.MmapWriters + w.PwriteWriters
 	common := []string{"--dir", p.Work(), "--files", fmt.Sprint(w.Files), "--blocks", fmt.Sprint(w.Blocks),
 		"--writers", fmt.Sprint(writers), "--seed", fmt.Sprint(seed)}
@@ -86,8 +105,8 @@ func (c *Case) GuestCommands(seed uint64, p GuestPaths) GuestCommands {
 		}
 		return argv
 	}
-	mount := []string{"mount", "-t", "ext4", "-o", mountOpts(fs.MountOptions), p.Dev, p.Mount}
-	g := GuestCommands{
+	mount := []string{"mount", "-t", "ext4", "-o", MountOpts(fs.MountOptions), p.Dev, p.Mount}
+	g := Commands{
 		Mkfs:        append(strings.Fields(fs.Mkfs), p.Dev),
 		Mount:       mount,
 		Umount:      []string{"umount", p.Mount},
@@ -116,13 +135,13 @@ func (c *Case) GuestCommands(seed uint64, p GuestPaths) GuestCommands {
 		}
 		if w.PowerCut != nil {
 			// Acknowledged generations go to the ack disk, read after the cut.
-			argv = append(argv, "--ack-dev", ackDev)
+			argv = append(argv, "--ack-dev", AckDev)
 		}
-		g.Jobs = append(g.Jobs, GuestJob{Name: fmt.Sprintf("writer-%d", i), Argv: argv, Result: p.WriterResult(i)})
+		g.Jobs = append(g.Jobs, Job{Name: fmt.Sprintf("writer-%d", i), Argv: argv, Result: p.WriterResult(i)})
 	}
 	for i := 0; i < w.Defrag.Workers; i++ {
 		donors := fmt.Sprintf("%s/d%d", p.Donors(), i)
-		job := GuestJob{Name: fmt.Sprintf("defrag-%d", i), Defrag: true, MkdirDonors: donors}
+		job := Job{Name: fmt.Sprintf("defrag-%d", i), Defrag: true, MkdirDonors: donors}
 		if w.Defrag.Tool == casespec.DefragE4defrag {
 			job.Argv = sub("e4defrag", "--id", fmt.Sprint(i), "--duration", dur)
 		} else {
@@ -143,7 +162,7 @@ func (c *Case) GuestCommands(seed uint64, p GuestPaths) GuestCommands {
 		g.Jobs = append(g.Jobs, job)
 	}
 	if w.PowerCut != nil {
-		g.VerifyAcks = sub("verify", "--phase", replayPhase, "--acks", ackDev)
+		g.VerifyAcks = sub("verify", "--phase", ReplayPhase, "--acks", AckDev)
 	}
 	var expect []string
 	for _, j := range g.Jobs {

@@ -1,10 +1,13 @@
-package harness
+package guestcmd
 
 import (
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 
 	"patchbay/casespec"
 )
@@ -34,7 +37,7 @@ func TestGuestCommands(t *testing.T) {
 	c.Workload.CheckEvery = 4
 	c.Workload.Epochs = 2
 	c.Filesystem.Mkfs = "mkfs.ext4 -F -L 'x;y'"
-	g := c.GuestCommands(77, vmPaths)
+	g := Build(c.Workload, c.Filesystem, 77, vmPaths)
 	if want := []string{"mkfs.ext4", "-F", "-L", "'x;y'", "/dev/vdb"}; !slices.Equal(g.Mkfs, want) {
 		t.Errorf("mkfs %q, want %q", g.Mkfs, want)
 	}
@@ -74,7 +77,7 @@ func TestGuestCommands(t *testing.T) {
 	}
 	c.Filesystem.JournalData = true
 	c.Workload.Defrag.Tool = casespec.DefragE4defrag
-	g = c.GuestCommands(1, vmPaths)
+	g = Build(c.Workload, c.Filesystem, 1, vmPaths)
 	if g.Prepare[len(g.Prepare)-1] != "--journal-data" || !g.JournalData {
 		t.Errorf("prepare: %q", g.Prepare)
 	}
@@ -83,11 +86,27 @@ func TestGuestCommands(t *testing.T) {
 	}
 }
 
-func loadSeeded(t *testing.T) *Case {
+// seededCase is the part of the seeded-bug case that the command lines
+// come from.
+type seededCase struct {
+	Filesystem casespec.FilesystemSpec `yaml:"filesystem"`
+	Workload   casespec.WorkloadSpec   `yaml:"workload"`
+}
+
+// vmPaths are the runner's guest paths (harness).
+var vmPaths = Paths{Bin: "/usr/local/bin/pbguest", Dev: "/dev/vdb", Mount: "/mnt/scratch", Tmp: "/tmp/pb"}
+
+// loadSeeded reads the seeded-bug case's file system and workload; the
+// file sets every field the command lines use, so no defaults apply.
+func loadSeeded(t *testing.T) *seededCase {
 	t.Helper()
-	c, err := LoadCase("testdata/seeded-bugs/case.yaml")
+	data, err := os.ReadFile("../../harness/testdata/seeded-bugs/case.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c
+	var c seededCase
+	if err := yaml.Unmarshal(data, &c); err != nil {
+		t.Fatal(err)
+	}
+	return &c
 }
