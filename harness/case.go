@@ -21,6 +21,7 @@ import (
 	"patchbay/kernel"
 
 	"patchbay/safefile"
+	"patchbay/workload/guestcmd"
 )
 
 // Case is one folder under cases/: a question, a kernel, a workload and the
@@ -376,10 +377,10 @@ func (c *Case) validate(root *yaml.Node, zeros []string) error {
 	if need > int64(c.VM.ScratchMB)<<20 {
 		bad("workload.blocks", fmt.Sprintf("files*blocks*4KiB*3 = %d MiB does not fit vm.scratch_mb = %d", need>>20, c.VM.ScratchMB))
 	}
-	if err := checkMkfs(c.Filesystem.Mkfs); err != nil {
+	if err := guestcmd.CheckMkfs(c.Filesystem.Mkfs); err != nil {
 		bad("filesystem.mkfs", err.Error())
 	}
-	if err := checkMountOptions(c.Filesystem.MountOptions); err != nil {
+	if err := guestcmd.CheckMountOptions(c.Filesystem.MountOptions); err != nil {
 		bad("filesystem.mount_options", err.Error())
 	}
 	if c.Filesystem.JournalData && !strings.Contains(c.Filesystem.MountOptions, "nodelalloc") {

@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"patchbay/b4"
 	"patchbay/kernel"
 
 	"patchbay/safefile"
@@ -149,7 +150,7 @@ func normalizeInput(base, val string) (string, error) {
 		}
 		return p, nil
 	}
-	if mbox, ok, err := b4Input(context.Background(), val); ok {
+	if mbox, ok, err := b4.Input(context.Background(), val); ok {
 		return mbox, err
 	}
 	switch kind, rest, _ := strings.Cut(val, ":"); kind {

@@ -317,3 +317,15 @@ func TestRunCaseChecksInputsFirst(t *testing.T) {
 		t.Errorf("cache touched before the inputs were checked: %v", ents)
 	}
 }
+
+// --input series=b4:... goes through b4 am; a bad value names the flag.
+func TestB4InputFlag(t *testing.T) {
+	_, err := ParseInputFlags([]string{"series=b4:not-a-msgid"})
+	if err == nil || !strings.Contains(err.Error(), "--input series: b4:not-a-msgid:") || !strings.Contains(err.Error(), "is not a message-id") {
+		t.Errorf("bad b4 input: %v", err)
+	}
+	_, err = ParseInputFlags([]string{"series=lore:<-x@y>"})
+	if err == nil || !strings.Contains(err.Error(), "--input series: lore:<-x@y>:") {
+		t.Errorf("bad lore input: %v", err)
+	}
+}

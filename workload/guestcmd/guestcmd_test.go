@@ -110,3 +110,28 @@ func loadSeeded(t *testing.T) *seededCase {
 	}
 	return &c
 }
+
+// The checks case validation runs on the two fields that reach the
+// guest's shell as words of their own.
+func TestCheckMkfsAndMountOptions(t *testing.T) {
+	for _, ok := range []string{"mkfs.ext4 -F -q -b 4096", "mke2fs -t ext4 -O ^has_journal", "mkfs.ext4 -E lazy_itable_init=0,nodiscard"} {
+		if err := CheckMkfs(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "mkfs.xfs -f", "mkfs.ext4 -F;reboot", "mkfs.ext4 $(id)", "mkfs.ext4 -L 'x y'"} {
+		if err := CheckMkfs(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	for _, ok := range []string{"", "nodelalloc", "data=journal,commit=5", "buffered_iomap"} {
+		if err := CheckMountOptions(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"a,,b", "x;touch /tmp/y", "a b", "$(id)", ","} {
+		if err := CheckMountOptions(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -1,4 +1,6 @@
-package harness
+// Package b4 fetches a patch series from lore by its message-id with
+// "b4 am", for a case input given as b4:MSGID or lore:MSGID.
+package b4
 
 import (
 	"context"
@@ -19,9 +21,9 @@ const b4Timeout = 3 * time.Minute
 // angle brackets, no spaces, not starting with "-" (never an option to b4).
 var msgidRe = regexp.MustCompile(`^[A-Za-z0-9._%+=#$!&*~^{}|/?'][A-Za-z0-9._%+=#$!&*~^{}|/?'-]*@[A-Za-z0-9][A-Za-z0-9.-]*$`)
 
-// b4Input turns "b4:MSGID" or "lore:MSGID" into an mbox of the series
+// Input turns "b4:MSGID" or "lore:MSGID" into an mbox of the series
 // fetched from lore with b4 am. ok is false when val is not of that form.
-func b4Input(ctx context.Context, val string) (path string, ok bool, err error) {
+func Input(ctx context.Context, val string) (path string, ok bool, err error) {
 	kind, msgid, found := strings.Cut(val, ":")
 	if !found || (kind != "b4" && kind != "lore") {
 		return "", false, nil
@@ -32,7 +34,7 @@ func b4Input(ctx context.Context, val string) (path string, ok bool, err error) 
 	}
 	// The mbox outlives this process on purpose: run.json names it, and
 	// repro of a run reads it again.
-	path, err = b4Am(ctx, "b4", strings.Trim(msgid, "<>"), "", dir)
+	path, err = Am(ctx, "b4", strings.Trim(msgid, "<>"), "", dir)
 	if err != nil {
 		os.RemoveAll(dir)
 		return "", true, fmt.Errorf("%s: %w", val, err)
@@ -40,10 +42,10 @@ func b4Input(ctx context.Context, val string) (path string, ok bool, err error) 
 	return path, true, nil
 }
 
-// b4Am runs "b4 am" for msgid into dir and returns the mbox it wrote. With
+// Am runs "b4 am" for msgid into dir and returns the mbox it wrote. With
 // localMbox set, b4 reads the thread from that file instead of lore (b4 am
 // -m), which is how the tests run it without a network.
-func b4Am(ctx context.Context, b4, msgid, localMbox, dir string) (string, error) {
+func Am(ctx context.Context, b4, msgid, localMbox, dir string) (string, error) {
 	if !msgidRe.MatchString(msgid) {
 		return "", fmt.Errorf("%q is not a message-id (want local@domain, e.g. 20241022111059.2566137-1-yi.zhang@huaweicloud.com)", msgid)
 	}
@@ -98,8 +100,12 @@ func (c *capped) String() string { return string(c.buf) }
 
 // b4Said is b4's last line of output, or a note that it printed nothing.
 func b4Said(s string) string {
-	if l := lastLine(s); l != "" {
-		return l
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndex(s, "\n"); i >= 0 {
+		s = s[i+1:]
+	}
+	if s != "" {
+		return s
 	}
 	return "(no output)"
 }

@@ -1,4 +1,4 @@
-package harness
+package b4
 
 import (
 	"context"
@@ -47,7 +47,7 @@ func needB4(t *testing.T) {
 func TestB4AmLocalMbox(t *testing.T) {
 	needB4(t)
 	thread := threadMbox(t, 3)
-	mbox, err := b4Am(context.Background(), "b4", "20241022-0-dev@example.org", thread, t.TempDir())
+	mbox, err := Am(context.Background(), "b4", "20241022-0-dev@example.org", thread, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,33 +71,21 @@ func TestB4AmLocalMbox(t *testing.T) {
 
 func TestB4AmErrors(t *testing.T) {
 	ctx := context.Background()
-	if _, err := b4Am(ctx, "b4", "-o/etc@x", "", t.TempDir()); err == nil || !strings.Contains(err.Error(), "is not a message-id") {
+	if _, err := Am(ctx, "b4", "-o/etc@x", "", t.TempDir()); err == nil || !strings.Contains(err.Error(), "is not a message-id") {
 		t.Errorf("option as msgid: %v", err)
 	}
-	if _, err := b4Am(ctx, "patchbay-no-such-b4", "a@b.org", "", t.TempDir()); err == nil || !strings.Contains(err.Error(), "b4 is not installed (Debian: apt-get install b4)") {
+	if _, err := Am(ctx, "patchbay-no-such-b4", "a@b.org", "", t.TempDir()); err == nil || !strings.Contains(err.Error(), "b4 is not installed (Debian: apt-get install b4)") {
 		t.Errorf("no b4: %v", err)
 	}
 	needB4(t)
 	// No network, whatever the host has: a proxy nobody listens on.
 	t.Setenv("HTTPS_PROXY", "http://127.0.0.1:1")
 	t.Setenv("https_proxy", "http://127.0.0.1:1")
-	if _, err := b4Am(ctx, "b4", "20241022111059.2566137-1-yi.zhang@huaweicloud.com", "", t.TempDir()); err == nil || !strings.Contains(err.Error(), "cannot reach lore.kernel.org (no network?)") {
+	if _, err := Am(ctx, "b4", "20241022111059.2566137-1-yi.zhang@huaweicloud.com", "", t.TempDir()); err == nil || !strings.Contains(err.Error(), "cannot reach lore.kernel.org (no network?)") {
 		t.Errorf("no network: %v", err)
 	}
 	// A thread without the message-id: b4 finds nothing to write.
-	if _, err := b4Am(ctx, "b4", "nosuch@example.org", threadMbox(t, 1), t.TempDir()); err == nil {
+	if _, err := Am(ctx, "b4", "nosuch@example.org", threadMbox(t, 1), t.TempDir()); err == nil {
 		t.Error("unknown message-id in a local thread: no error")
-	}
-}
-
-// --input series=b4:... goes through b4 am; a bad value names the flag.
-func TestB4InputFlag(t *testing.T) {
-	_, err := ParseInputFlags([]string{"series=b4:not-a-msgid"})
-	if err == nil || !strings.Contains(err.Error(), "--input series: b4:not-a-msgid:") || !strings.Contains(err.Error(), "is not a message-id") {
-		t.Errorf("bad b4 input: %v", err)
-	}
-	_, err = ParseInputFlags([]string{"series=lore:<-x@y>"})
-	if err == nil || !strings.Contains(err.Error(), "--input series: lore:<-x@y>:") {
-		t.Errorf("bad lore input: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package harness
+package guestcmd
 
 import (
 	"fmt"
@@ -15,9 +15,9 @@ var (
 	mkfsPrograms = []string{"mkfs.ext4", "mkfs.ext3", "mkfs.ext2", "mke2fs"}
 )
 
-// checkMountOptions accepts comma-separated tokens of letters, digits and
+// CheckMountOptions accepts comma-separated tokens of letters, digits and
 // _=.:/- (what mount -o takes), nothing a shell would read.
-func checkMountOptions(o string) error {
+func CheckMountOptions(o string) error {
 	if o == "" {
 		return nil
 	}
@@ -29,9 +29,10 @@ func checkMountOptions(o string) error {
 	return nil
 }
 
-// checkMkfs accepts a known mkfs program and arguments free of shell
-// metacharacters; the device is appended by the runner.
-func checkMkfs(cmd string) error {
+// CheckMkfs accepts a known mkfs program and arguments free of shell
+// metacharacters; Build appends the device. Case validation calls both
+// checks, so no case puts a shell word into the lines Build writes.
+func CheckMkfs(cmd string) error {
 	f := strings.Fields(cmd)
 	if len(f) == 0 {
 		return fmt.Errorf("empty: want a program such as mkfs.ext4 and its options")
