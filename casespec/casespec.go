@@ -102,10 +102,11 @@ const (
 )
 
 // Variant is one kernel to compare: the base plus patches, and what its runs
-// must show. Its patch stack (PatchStack) is: Base's stack, then Patches;
-// then Drop and Replace, whose selectors refer to that stack as it was
-// before either; then Add. Paths are relative to the case folder and may
-// name a patch or mail, an mbox, a directory of patches or a quilt series.
+// must show. Its patch stack (harness.Case.PatchStack) is: Base's stack,
+// then Patches; then Drop and Replace, whose selectors refer to that stack
+// as it was before either; then Add. Paths are relative to the case folder
+// and may name a patch or mail, an mbox, a directory of patches or a quilt
+// series.
 type Variant struct {
 	Description string        `yaml:"description"`
 	Base        string        `yaml:"base"`    // start from another variant's stack

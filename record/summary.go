@@ -13,7 +13,7 @@ type Summary struct {
 	Case      string                `json:"case"`
 	Question  string                `json:"question"`
 	CaseFile  string                `json:"case_file"`
-	Inputs    map[string]string     `json:"inputs,omitempty"` // values of the case's inputs (see Input)
+	Inputs    map[string]string     `json:"inputs,omitempty"` // values of the case's inputs (see harness.Input)
 	Baseline  string                `json:"baseline"`
 	Started   time.Time             `json:"started"`
 	Seconds   float64               `json:"seconds"`

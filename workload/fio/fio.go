@@ -46,7 +46,7 @@ type Run struct {
 func (r Run) jobPath() string   { return r.Tmp + "/job.fio" }
 func (r Run) checkPath() string { return r.Tmp + "/verify.fio" }
 
-// Report is the part of fio's --output-format=json that the harness
+// Report is the part of fio's --output-format=json that this package
 // reads.
 type Report struct {
 	Version string `json:"fio version"`

@@ -1,11 +1,15 @@
 package fio
 
 import (
+	"context"
+	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"patchbay/record"
 )
@@ -188,4 +192,100 @@ func FuzzFioOutput(f *testing.F) {
 		}
 		Engines(data)
 	})
+}
+
+// scripted is a guest that answers fio's commands with recorded output: the
+// real peer is a VM (harness's TestFioWorkloadEndToEnd); this checks the
+// command lines and the evidence the steps leave.
+type scripted struct {
+	cmds    []string
+	saved   map[string][]byte
+	uploads map[string][]byte
+	json    map[string][]byte // fio run name -> its --output file
+	text    map[string][]byte // fio run name -> its text output
+}
+
+func (g *scripted) Sh(ctx context.Context, timeout time.Duration, save, cmd string) ([]byte, error) {
+	g.cmds = append(g.cmds, cmd)
+	var out []byte
+	switch {
+	case strings.Contains(cmd, " fio --output-format=json "):
+		out = []byte("fio-exit=0\n")
+	case strings.HasPrefix(cmd, "cat /tmp/pb/") && strings.HasSuffix(cmd, ".json"):
+		out = g.json[strings.TrimSuffix(strings.TrimPrefix(cmd, "cat /tmp/pb/"), ".json")]
+	case strings.HasPrefix(cmd, "cat /tmp/pb/") && strings.HasSuffix(cmd, ".txt"):
+		out = g.text[strings.TrimSuffix(strings.TrimPrefix(cmd, "cat /tmp/pb/"), ".txt")]
+	}
+	if save != "" {
+		g.saved[save] = out
+	}
+	return out, nil
+}
+
+func (g *scripted) Save(name string, data []byte) error { g.saved[name] = data; return nil }
+
+func (g *scripted) SaveJSON(name string, v any) error {
+	data, err := json.Marshal(v)
+	g.saved[name] = data
+	return err
+}
+
+func (g *scripted) Upload(ctx context.Context, data io.Reader, path string, mode os.FileMode) error {
+	b, err := io.ReadAll(data)
+	g.uploads[path] = b
+	return err
+}
+
+func TestRunWorkloadAndVerifySteps(t *testing.T) {
+	g := &scripted{saved: map[string][]byte{}, uploads: map[string][]byte{},
+		json: map[string][]byte{
+			"fio-workload":         readFixture(t, "workload-stock.json"),
+			"fio-verify-live":      readFixture(t, "verify-corrupted.json"),
+			"fio-verify-dropcache": readFixture(t, "verify-corrupted.json"),
+			"fio-verify-remount":   readFixture(t, "verify-corrupted.json"),
+		},
+		text: map[string][]byte{"fio-verify-dropcache": readFixture(t, "verify-corrupted.txt")},
+	}
+	job, err := os.ReadFile("../../harness/testdata/seeded-bugs/defrag.fio")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Run{Guest: g, Dir: "/mnt/scratch/fio", Tmp: "/tmp/pb", Seed: 42, Duration: 20 * time.Second}
+	rec := &record.RunRecord{}
+	if err := r.Workload(context.Background(), job, []byte("[check]\n"), time.Minute, rec); err != nil {
+		t.Fatal(err)
+	}
+	if string(g.uploads["/tmp/pb/job.fio"]) != string(job) || string(g.uploads["/tmp/pb/verify.fio"]) != "[check]\n" {
+		t.Errorf("uploads %v", g.uploads)
+	}
+	if want := "mkdir -p /mnt/scratch/fio && cd /mnt/scratch/fio && PB_DIR=/mnt/scratch/fio PB_RUNTIME=20 PB_SEED=42 fio --output-format=json --output=/tmp/pb/fio-workload.json /tmp/pb/job.fio > /tmp/pb/fio-workload.txt 2>&1"; !strings.HasPrefix(g.cmds[0], want) {
+		t.Errorf("fio command\n%s\nwant prefix\n%s", g.cmds[0], want)
+	}
+	if len(rec.Writers) != 6 || len(rec.Defrag) != 2 || rec.Moved() != 533+558 {
+		t.Errorf("record: %d writers, %d defrag, %d moved", len(rec.Writers), len(rec.Defrag), rec.Moved())
+	}
+	for _, name := range []string{"fio-job.fio", "fio-verify.fio", "fio-workload.json", "fio-workload.txt", "workload.json"} {
+		if _, ok := g.saved[name]; !ok {
+			t.Errorf("no %s saved (have %d files)", name, len(g.saved))
+		}
+	}
+	if err := r.Verify(context.Background(), "umount /mnt/scratch && mount /dev/vdb /mnt/scratch", rec); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Verify) != 3 || rec.Verify[0].Phase != "live" || rec.Verify[1].BadTotal != 2 || rec.Verify[2].Phase != "remount" {
+		t.Errorf("verify passes %+v", rec.Verify)
+	}
+	var before []string
+	for _, c := range g.cmds {
+		if c == "sync && echo 3 > /proc/sys/vm/drop_caches" || strings.HasPrefix(c, "umount ") {
+			before = append(before, c)
+		}
+	}
+	if len(before) != 2 {
+		t.Errorf("drop_caches and remount commands: %q", before)
+	}
+	var phases map[string]record.VerifyResult
+	if err := json.Unmarshal(g.saved["verify.json"], &phases); err != nil || len(phases) != 3 {
+		t.Errorf("verify.json %s: %v", g.saved["verify.json"], err)
+	}
 }
