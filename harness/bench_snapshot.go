@@ -100,7 +100,7 @@ func benchOneRestore(ctx context.Context, r *Runner, snap *snapshot, cfg vm.Conf
 	}
 	defer m.Close()
 	s := RestoreSample{Ready: time.Since(start)}
-	if err := refreshGuest(ctx, m, "true"); err != nil {
+	if err := refreshGuest(ctx, m); err != nil {
 		return s, err
 	}
 	s.Refreshed = time.Since(start)

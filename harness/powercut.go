@@ -76,7 +76,7 @@ func (r *Runner) powerCut(ctx context.Context, g *guest, rec *record.RunRecord, 
 	if _, err := g.sh(ctx, 2*time.Minute, "", "sync"); err != nil {
 		return g.lost(ctx, st, err)
 	}
-	if err := g.phase(ctx, "workload"); err != nil {
+	if err := g.phase(ctx, "workload", false); err != nil {
 		return g.lost(ctx, st, err)
 	}
 	start := time.Now()
@@ -159,7 +159,7 @@ func (r *Runner) replay(ctx context.Context, g0 *guest, rec *record.RunRecord, s
 			st.Infra = "writing results: " + g.saveErr.Error()
 		}
 	}()
-	if err := g.phase(ctx, "replay"); err != nil {
+	if err := g.phase(ctx, "replay", false); err != nil {
 		return g.lost(ctx, st, err)
 	}
 	if err := r.upload(ctx, g); err != nil {

@@ -203,13 +203,16 @@ func (r *Runner) execute(ctx context.Context, rec *record.RunRecord, dir string,
 			return g.lost(ctx, st, err), nil
 		}
 	}
-	// A guest that was saved needs the clock and a fresh random seed, in
-	// the setup phase's first session, before anything else.
+	// A guest that was saved needs the clock and a fresh random seed, at
+	// the head of the setup phase's first session, before anything else.
 	g.refresh = rec.Start == StartSnapshot || rec.Start == StartRestore
-	if err := g.phase(ctx, "setup"); err != nil {
+	if err := g.phase(ctx, "setup", true); err != nil {
 		return g.lost(ctx, st, err), nil
 	}
 	if rec.Start == StartCold { // a snapshot has pbguest already
+		if err := g.flush(ctx); err != nil {
+			return g.lost(ctx, st, err), nil
+		}
 		if err := r.upload(ctx, g); err != nil {
 			return g.lost(ctx, st, err), nil
 		}
@@ -223,7 +226,7 @@ func (r *Runner) execute(ctx context.Context, rec *record.RunRecord, dir string,
 	if c.Workload.PowerCut != nil {
 		return r.powerCut(ctx, g, rec, st, k, dir, disks), nil
 	}
-	if err := g.phase(ctx, "workload"); err != nil {
+	if err := g.phase(ctx, "workload", false); err != nil {
 		return g.lost(ctx, st, err), nil
 	}
 	wstart := time.Now()
@@ -237,7 +240,7 @@ func (r *Runner) execute(ctx context.Context, rec *record.RunRecord, dir string,
 		}
 		r.logf("%s #%d: %s", rec.Variant, rec.Index, rec.BufferedIomap.Summary())
 	}
-	if err := g.phase(ctx, "verify"); err != nil {
+	if err := g.phase(ctx, "verify", true); err != nil {
 		return g.lost(ctx, st, err), nil
 	}
 	if err := r.verify(ctx, g, rec); err != nil {
@@ -308,6 +311,10 @@ type guest struct {
 	saveErr    error                            // first failure to write evidence: the host's fault
 	refresh    bool                             // the first phase refreshes a restored guest first
 	dmesgSaved bool                             // the verify batch saved dmesg.txt
+	// pending are steps due at the start of the next batch: a phase's
+	// marker and a restored guest's refresh, which ride in the phase's
+	// first session instead of one of their own (see phase).
+	pending []step
 }
 
 // save writes evidence into the run directory, remembering the first error.
@@ -327,20 +334,30 @@ func (g *guest) saveJSON(name string, v any) error {
 	return g.save(name, append(data, '\n'))
 }
 
-// phase writes a marker to the kernel log so findings can be placed.
-func (g *guest) phase(ctx context.Context, name string) error {
+// phase writes a marker to the kernel log so findings can be placed; a
+// restored guest is refreshed first (see refreshStep). With fold, both
+// ride at the head of the phase's first batch, one SSH session less (each
+// costs ~80 ms under TCG, the refresh its clock round trip too): a phase
+// whose first step is one batch, so nothing of the phase runs before them.
+// Without fold, or with a BeforePhase hook (which must see the phase
+// begun), they run in a session of their own now.
+func (g *guest) phase(ctx context.Context, name string, fold bool) error {
 	if g.logf != nil {
 		g.logf("phase %s", name)
 	}
-	mctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	cmd := fmt.Sprintf("echo 'patchbay: phase %s' > /dev/kmsg", name)
 	if g.refresh {
 		g.refresh = false
-		if err := refreshGuest(mctx, g.m, cmd); err != nil {
+		st, err := refreshStep()
+		if err != nil {
 			return err
 		}
-	} else if _, err := g.m.Output(mctx, cmd); err != nil {
+		g.pending = append(g.pending, st)
+	}
+	g.pending = append(g.pending, step{"phase " + name, fmt.Sprintf("echo 'patchbay: phase %s' > /dev/kmsg", name)})
+	if fold && g.before == nil {
+		return nil
+	}
+	if err := g.flush(ctx); err != nil {
 		return err
 	}
 	if g.before != nil {
@@ -349,9 +366,21 @@ func (g *guest) phase(ctx context.Context, name string) error {
 	return nil
 }
 
+// flush runs the pending steps now, in a session of their own.
+func (g *guest) flush(ctx context.Context) error {
+	if len(g.pending) == 0 {
+		return nil
+	}
+	_, err := g.batch(ctx, time.Minute, nil)
+	return err
+}
+
 // sh runs a command with a timeout, saving its output under name in the run
 // directory when name is not empty.
 func (g *guest) sh(ctx context.Context, timeout time.Duration, name, cmd string) ([]byte, error) {
+	if err := g.flush(ctx); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var out, errb bytes.Buffer

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -404,51 +403,34 @@ func (r *Runner) saveSnapshot(ctx context.Context, g *guest, mk *maker, rec *rec
 	return m.Reconnect(rctx)
 }
 
-// refreshGuest gives a guest that was saved and resumed what a fresh boot
-// would have, then runs then in the same session: the host's clock (the
-// guest's stopped while it was saved) and a fresh random seed. The clock is
-// handed over stdin only once the guest's shell is waiting for it, so it is
-// off by one pipe hop and the exec of date, not by the session's start. The
-// kernel config has no VMGENID, so host entropy is credited with
-// RNDADDENTROPY and the CRNG reseeded with RNDRESEEDCRNG at once (a plain
-// write to /dev/urandom is mixed in but not used before the next periodic
-// reseed, up to a minute later, so two restores would read the same bytes).
-// perl is in every Debian minbase; the command holds only digits and hex.
-func refreshGuest(ctx context.Context, m *vm.Machine, then string) error {
+// refreshStep gives a guest that was saved and resumed what a fresh boot
+// would have: the host's clock (the guest's stopped while it was saved) and
+// a fresh random seed. It asks for the clock on stdout and reads it from
+// stdin, which the batch answers (see clockAnswer). The kernel config has no
+// VMGENID, so host entropy is credited with RNDADDENTROPY and the CRNG
+// reseeded with RNDRESEEDCRNG at once (a plain write to /dev/urandom is
+// mixed in but not used before the next periodic reseed, up to a minute
+// later, so two restores would read the same bytes). perl is in every
+// Debian minbase; the command holds only digits and hex.
+func refreshStep() (step, error) {
 	seed := make([]byte, 64)
 	if _, err := rand.Read(seed); err != nil {
-		return fmt.Errorf("host entropy: %w", err)
+		return step{}, fmt.Errorf("host entropy: %w", err)
 	}
-	cmd := fmt.Sprintf("echo clock? && read t && date -s \"@$t\" >/dev/null && perl -e '"+
+	return step{"refreshing the restored guest's clock and random seed", fmt.Sprintf("echo clock? && read t && date -s \"@$t\" >/dev/null && perl -e '"+
 		"open(my $f, \"<\", \"/dev/urandom\") or die \"urandom: $!\"; my $d = pack(\"H*\", \"%s\"); "+
 		"ioctl($f, 0x40085203, pack(\"ii\", 8 * length($d), length($d)) . $d) or die \"RNDADDENTROPY: $!\"; "+
-		"ioctl($f, 0x5207, 0) or die \"RNDRESEEDCRNG: $!\"' && %s", hex.EncodeToString(seed), then)
-	stdinR, stdinW := io.Pipe()
-	stdoutR, stdoutW := io.Pipe()
-	defer stdinW.Close()
-	defer stdoutR.Close()
-	go func() {
-		// Answer the guest's "clock?" with the time now; drain the rest.
-		b := make([]byte, 64)
-		var got []byte
-		for !strings.Contains(string(got), "clock?\n") {
-			n, err := stdoutR.Read(b)
-			got = append(got, b[:n]...)
-			if err != nil || len(got) > 1024 {
-				stdinW.Close()
-				return
-			}
-		}
-		now := time.Now()
-		fmt.Fprintf(stdinW, "%d.%09d\n", now.Unix(), now.Nanosecond())
-		stdinW.Close()
-		io.Copy(io.Discard, stdoutR)
-	}()
-	var errb strings.Builder
-	err := m.Run(ctx, cmd, stdinR, stdoutW, &errb)
-	stdoutW.Close()
+		"ioctl($f, 0x5207, 0) or die \"RNDRESEEDCRNG: $!\"'", hex.EncodeToString(seed))}, nil
+}
+
+// refreshGuest refreshes a restored guest in a session of its own (see
+// refreshStep).
+func refreshGuest(ctx context.Context, m *vm.Machine) error {
+	g := &guest{m: m}
+	st, err := refreshStep()
 	if err != nil {
-		return fmt.Errorf("refreshing the restored guest's clock and random seed: %w: %s", err, lastLine(errb.String()))
+		return err
 	}
-	return nil
+	g.pending = []step{st}
+	return g.flush(ctx)
 }

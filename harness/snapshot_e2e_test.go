@@ -120,6 +120,46 @@ func TestSnapshotRestore(t *testing.T) {
 		t.Errorf("half-made snapshots left: %v", left)
 	}
 
+	// Without a BeforePhase hook the refresh and the setup and verify
+	// markers ride in the phases' first batches: the clock must be the
+	// host's all the same (the writers stamp their start with the guest's
+	// clock; the snapshot was saved minutes ago) and each phase marked once,
+	// in order.
+	r.BeforePhase = nil
+	index = 5
+	rec, err := r.RunOne(ctx, "eopnotsupp", index, uint64(index+1), e.k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Outcome != Pass || rec.Start != StartRestore {
+		t.Fatalf("run without a hook: %s, start %s %v", rec.Outcome, rec.Start, rec.Reasons)
+	}
+	from, to := float64(rec.Started.UnixNano())/1e9, float64(rec.Started.UnixNano())/1e9+rec.Seconds
+	for _, w := range rec.Writers {
+		if w.PerSecond == nil {
+			t.Fatalf("writer %d has no per-second series", w.ID)
+		}
+		if at := w.PerSecond.StartUnix; at < from-1 || at > to+1 {
+			t.Errorf("writer %d started at guest time %.3f, outside the run's host time [%.3f, %.3f]: the clock was not refreshed", w.ID, at, from, to)
+		}
+	}
+	c, err := os.ReadFile(filepath.Join(e.result, rec.Dir, "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := -1
+	for _, p := range []string{"setup", "workload", "verify"} {
+		m := []byte("patchbay: phase " + p)
+		if n := bytes.Count(c, m); n != 1 {
+			t.Errorf("run without a hook: %d %q markers on the console, want 1", n, p)
+		}
+		if i := bytes.Index(c, m); i < last {
+			t.Errorf("run without a hook: phase %s marked before the phase before it", p)
+		} else {
+			last = i
+		}
+	}
+
 	// A state QEMU cannot load: the runs boot cold, and say so once.
 	state := filepath.Join(e.snaps.Dir, recs[0].Snapshot, "state")
 	os.Chmod(state, 0o644)
@@ -128,7 +168,6 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 	var progress bytes.Buffer
 	r.Progress = io.MultiWriter(&progress, testWriter{t})
-	r.BeforePhase = nil
 	for index = 3; index < 5; index++ {
 		rec, err := r.RunOne(ctx, "eopnotsupp", index, uint64(index+1), e.k)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 )
@@ -22,7 +23,21 @@ type step struct {
 // order; stderr of the failed step is in the error. Each step's output is
 // followed by a marker line with a per-batch random token, so no output of
 // a step can be taken for a marker.
+//
+// The guest's pending steps (see phase) run first; their outputs are not
+// returned.
 func (g *guest) batch(ctx context.Context, timeout time.Duration, steps []step) ([][]byte, error) {
+	prelude := len(g.pending)
+	steps = append(g.pending, steps...)
+	g.pending = nil
+	outs, err := g.runBatch(ctx, timeout, steps)
+	if len(outs) <= prelude {
+		return nil, err
+	}
+	return outs[prelude:], err
+}
+
+func (g *guest) runBatch(ctx context.Context, timeout time.Duration, steps []step) ([][]byte, error) {
 	tok := make([]byte, 8)
 	if _, err := rand.Read(tok); err != nil {
 		return nil, err
@@ -35,9 +50,11 @@ func (g *guest) batch(ctx context.Context, timeout time.Duration, steps []step) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var out, errb bytes.Buffer
-	err := g.m.Run(ctx, script.String(), nil, &out, &errb)
-	outs, perr := splitBatch(out.Bytes(), mark, len(steps))
+	var errb bytes.Buffer
+	out, stdin := newClockAnswer()
+	err := g.m.Run(ctx, script.String(), stdin, out, &errb)
+	out.close()
+	outs, perr := splitBatch(out.buf.Bytes(), mark, len(steps))
 	for i, o := range outs {
 		if strings.Contains(steps[i].name, ".") {
 			g.save(steps[i].name, o)
@@ -82,3 +99,41 @@ func splitBatch(out []byte, mark string, n int) ([][]byte, error) {
 	}
 	return outs, nil
 }
+
+// clockQuestion is what a session's script prints when it wants the host's
+// clock on stdin (see refreshStep).
+const clockQuestion = "clock?\n"
+
+// clockAnswer is the stdout of a session: it keeps all the session printed
+// and answers the clock question on the session's stdin the moment the
+// question appears, so the guest's clock is off by one pipe hop and the
+// exec of date, not by the session's start.
+type clockAnswer struct {
+	buf      bytes.Buffer
+	stdin    *io.PipeWriter
+	answered bool
+}
+
+// newClockAnswer returns the stdout and the stdin of a session.
+func newClockAnswer() (*clockAnswer, io.Reader) {
+	r, w := io.Pipe()
+	return &clockAnswer{stdin: w}, r
+}
+
+func (a *clockAnswer) Write(p []byte) (int, error) {
+	a.buf.Write(p)
+	if !a.answered && bytes.Contains(a.buf.Bytes(), []byte(clockQuestion)) {
+		a.answered = true
+		now := time.Now()
+		// The write blocks until the session reads its stdin: not on the
+		// goroutine that copies its stdout.
+		go func() {
+			fmt.Fprintf(a.stdin, "%d.%09d\n", now.Unix(), now.Nanosecond())
+			a.stdin.Close()
+		}()
+	}
+	return len(p), nil
+}
+
+// close ends the session's stdin (a script that never asked reads EOF).
+func (a *clockAnswer) close() { a.stdin.Close() }

@@ -15,7 +15,7 @@ import (
 
 // CacheEntry is one thing in the cache.
 type CacheEntry struct {
-	Kind     string    // kernel, tree, src, log, leftover
+	Kind     string    // kernel, tree, src, snapshot, log, leftover
 	Key      string    // directory or file name
 	Path     string    //
 	Size     int64     // bytes on disk not shared with entries listed before it
@@ -27,6 +27,8 @@ type CacheEntry struct {
 	Variant string
 	Source  string
 	Patches []string // the applied stack ("name: subject"), else the patch paths
+	// Snapshots: the kernel it holds (Release is filled from the cache).
+	KernelKey string
 	// Trees: which src/ entry they link to ("" when not recorded).
 	SrcDir string
 	State  string // built, prepared (resumable), unconfigured
@@ -38,7 +40,8 @@ type CacheInfo struct {
 	Kernels   []CacheEntry
 	Sources   []CacheEntry // src/: pristine source trees the base trees link to
 	Trees     []CacheEntry // base trees: source + objects of source + fragments
-	Leftovers []CacheEntry // of builds that crashed: *.tmp, variant-*, bench-*
+	Snapshots []CacheEntry // snapshots/: saved VM states a run restores
+	Leftovers []CacheEntry // of builds or saves that crashed: *.tmp, variant-*, bench-*
 	Logs      []CacheEntry // logs of failed builds
 }
 
@@ -103,11 +106,36 @@ func InspectCache(dir string) (*CacheInfo, error) {
 		}
 		info.Trees = append(info.Trees, t)
 	}
+	releases := map[string]string{}
+	for _, k := range info.Kernels {
+		releases[k.Key] = k.Release
+	}
+	for _, e := range entries("snapshots") {
+		p := filepath.Join(dir, "snapshots", e.Name())
+		switch {
+		case !e.IsDir():
+			continue // <key>.lock
+		case strings.HasSuffix(e.Name(), ".tmp"):
+			info.Leftovers = append(info.Leftovers, CacheEntry{Kind: "leftover", Key: "snapshots/" + e.Name(), Path: p, Size: u.size(p), LastUsed: mtime(p)})
+			continue
+		}
+		// meta.json is written last and touched by every restore.
+		sn := CacheEntry{Kind: "snapshot", Key: e.Name(), Path: p, Size: u.size(p), LastUsed: mtime(filepath.Join(p, "meta.json")),
+			InUse: locked(p + ".lock")}
+		var meta struct {
+			Kernel string `json:"kernel_key"`
+			Shape  string `json:"shape"`
+		}
+		if data, err := os.ReadFile(filepath.Join(p, "meta.json")); err == nil && json.Unmarshal(data, &meta) == nil {
+			sn.KernelKey, sn.Release, sn.Source = meta.Kernel, releases[meta.Kernel], meta.Shape
+		}
+		info.Snapshots = append(info.Snapshots, sn)
+	}
 	for _, e := range entries("logs") {
 		p := filepath.Join(dir, "logs", e.Name())
 		info.Logs = append(info.Logs, CacheEntry{Kind: "log", Key: e.Name(), Path: p, Size: u.size(p), LastUsed: mtime(p)})
 	}
-	for _, l := range [][]CacheEntry{info.Kernels, info.Sources, info.Trees, info.Leftovers, info.Logs} {
+	for _, l := range [][]CacheEntry{info.Kernels, info.Sources, info.Trees, info.Snapshots, info.Leftovers, info.Logs} {
 		sort.Slice(l, func(i, j int) bool { return l[i].LastUsed.After(l[j].LastUsed) })
 	}
 	return info, nil
@@ -121,8 +149,9 @@ type PruneResult struct {
 }
 
 // Prune removes kernels (and, unless keepTrees, base trees and the sources
-// no remaining tree links to) not used for olderThan, the leftovers of
-// crashed builds, and old logs. It never removes what a held lock protects:
+// no remaining tree links to) not used for olderThan, snapshots not used
+// for olderThan or of a kernel no longer cached, the leftovers of crashed
+// builds and saves, and old logs. It never removes what a held lock protects:
 // each lock is taken without waiting and the entry skipped if that fails.
 // With dryRun it only reports.
 func Prune(dir string, olderThan time.Duration, keepTrees, dryRun bool) (*PruneResult, error) {
@@ -168,9 +197,28 @@ func Prune(dir string, olderThan time.Duration, keepTrees, dryRun bool) (*PruneR
 			remove(k, lock("kernel", k.Key))
 		}
 	}
+	gone := map[string]bool{}
+	for _, r := range res.Removed {
+		gone[r.Key] = true
+	}
+	kernels := map[string]bool{}
+	for _, k := range info.Kernels {
+		kernels[k.Key] = !gone[k.Key]
+	}
+	for _, sn := range info.Snapshots {
+		// A snapshot is worth nothing without its kernel (its key holds
+		// the kernel's): one whose kernel is gone goes too. The lock is
+		// the one its maker holds; a restore holds none and, if the files
+		// go under it, boots cold.
+		if sn.LastUsed.Before(cutoff) || (sn.KernelKey != "" && !kernels[sn.KernelKey]) {
+			remove(sn, sn.Path+".lock")
+		}
+	}
 	for _, l := range info.Leftovers {
 		name := filepath.Base(l.Path)
 		switch {
+		case strings.HasPrefix(l.Key, "snapshots/"):
+			remove(l, strings.TrimSuffix(l.Path, ".tmp")+".lock")
 		case strings.HasPrefix(l.Key, "kernels/"):
 			remove(l, lock("kernel", strings.TrimSuffix(name, ".tmp")))
 		case strings.HasPrefix(l.Key, "trees/variant-"):

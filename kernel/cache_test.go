@@ -141,3 +141,69 @@ func TestPruneKeepTreesAndHeldTreeLock(t *testing.T) {
 		t.Error("removed a tree whose lock is held, or the source it links to")
 	}
 }
+
+// TestPruneSnapshots: snapshots show up with their kernel's release; prune
+// removes an old one, a recent one whose kernel is pruned with it, a
+// crashed save's leftover, and keeps a recent one of a kept kernel and one
+// whose maker holds its lock.
+func TestPruneSnapshots(t *testing.T) {
+	dir := fakeCache(t)
+	old := time.Now().Add(-40 * 24 * time.Hour)
+	snap := func(key, kernel string, when time.Time) {
+		writeFile(t, dir, "snapshots/"+key+"/state", "state")
+		writeFile(t, dir, "snapshots/"+key+"/meta.json", `{"key":"`+key+`","kernel_key":"`+kernel+`","shape":"mem=1024"}`)
+		writeFile(t, dir, "snapshots/"+key+".lock", "")
+		if err := os.Chtimes(filepath.Join(dir, "snapshots", key, "meta.json"), when, when); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snap("oldsnap", "newkernel", old)
+	snap("orphansnap", "oldkernel", time.Now())
+	snap("keptsnap", "newkernel", time.Now())
+	snap("savingsnap", "gonekernel", old)
+	writeFile(t, dir, "snapshots/crashedsave.tmp/state", "half")
+	unlock, ok, err := tryLock(filepath.Join(dir, "snapshots/savingsnap.lock"), syscall.LOCK_EX)
+	if err != nil || !ok {
+		t.Fatal(err)
+	}
+	defer unlock()
+
+	info, err := InspectCache(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(info.Snapshots); !slices.Equal(got, []string{"snapshot:keptsnap", "snapshot:oldsnap", "snapshot:orphansnap", "snapshot:savingsnap"}) {
+		t.Fatalf("snapshots %v", got)
+	}
+	for _, sn := range info.Snapshots {
+		if sn.Key == "keptsnap" && (sn.Release != "6.12.117" || sn.KernelKey != "newkernel" || sn.InUse) {
+			t.Errorf("snapshot entry %+v", sn)
+		}
+		if sn.Key == "savingsnap" && !sn.InUse {
+			t.Errorf("savingsnap's lock is held, entry says not in use")
+		}
+	}
+	res, err := Prune(dir, 720*time.Hour, true, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	removed := keys(res.Removed)
+	for _, want := range []string{"snapshot:oldsnap", "snapshot:orphansnap", "leftover:snapshots/crashedsave.tmp"} {
+		if !slices.Contains(removed, want) {
+			t.Errorf("removed %v, want %s among them", removed, want)
+		}
+	}
+	if !slices.Contains(keys(res.Skipped), "snapshot:savingsnap") {
+		t.Errorf("skipped %v, want snapshot:savingsnap", keys(res.Skipped))
+	}
+	for _, gone := range []string{"snapshots/oldsnap", "snapshots/oldsnap.lock", "snapshots/orphansnap", "snapshots/crashedsave.tmp"} {
+		if exists(filepath.Join(dir, gone)) {
+			t.Errorf("%s still there", gone)
+		}
+	}
+	for _, kept := range []string{"snapshots/keptsnap", "snapshots/savingsnap"} {
+		if !exists(filepath.Join(dir, kept)) {
+			t.Errorf("%s removed", kept)
+		}
+	}
+}

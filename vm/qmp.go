@@ -51,6 +51,7 @@ import (
 // the handshake within 10 s and ctx, and starts recording events.
 func (m *Machine) connectQMP(ctx context.Context, sock string) error {
 	deadline := time.Now().Add(30 * time.Second)
+	poll := 5 * time.Millisecond
 	for {
 		mon, err := qmp.NewSocketMonitor("unix", sock, 2*time.Second)
 		if err == nil {
@@ -61,8 +62,11 @@ func (m *Machine) connectQMP(ctx context.Context, sock string) error {
 			return fmt.Errorf("qemu exited before QMP was up: %v", m.waitErr)
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for QMP socket: %w", ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(poll):
 		}
+		// QEMU makes the socket ~0.1 s after its start: look often at
+		// first (a restored run waits on this), then every 100 ms.
+		poll = min(poll*2, 100*time.Millisecond)
 		if time.Now().After(deadline) {
 			return fmt.Errorf("no QMP socket after 30s: %v", err)
 		}

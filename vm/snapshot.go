@@ -196,8 +196,8 @@ func (m *Machine) Resume(ctx context.Context) error {
 }
 
 // Reconnect logs in to a guest that is known to be up (restored, or just
-// saved): no banner probe first, which would cost sshd a second fork and
-// re-exec. It retries until ctx ends; a failure is ErrBoot.
+// saved): no banner probe first, which would cost sshd a second fork.
+// It retries until ctx ends; a failure is ErrBoot.
 func (m *Machine) Reconnect(ctx context.Context) error {
 	addr := fmt.Sprintf("127.0.0.1:%d", m.port)
 	var lastErr error

@@ -532,16 +532,12 @@ func (m *Machine) Close() error {
 	select {
 	case <-m.exited:
 	default:
+		// SIGTERM is QEMU's clean shutdown, as QMP quit is, but needs no
+		// monitor (a wedged one included), and QEMU ends at once: after a
+		// quit through go-qemu it took 2.0 s more (measured, restored runs).
 		grace := 3 * time.Second
-		m.mu.Lock()
-		usable := m.qmpUp && m.qmpBroken == nil
-		m.mu.Unlock()
-		if usable {
-			// Ask QEMU to quit; the reply may never come if QEMU dies
-			// first, so do not wait on it.
-			go m.runQMP(context.Background(), "quit", nil)
-		} else {
-			grace = 0 // no QMP to ask: kill at once
+		if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			grace = 0
 		}
 		select {
 		case <-m.exited:

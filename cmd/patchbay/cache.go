@@ -17,11 +17,11 @@ import (
 func newCacheCommand() *cobra.Command {
 	cache := &cobra.Command{
 		Use:   "cache",
-		Short: "List or prune the cache of kernels, trees, images and ccache",
+		Short: "List or prune the cache of kernels, trees, snapshots, images and ccache",
 	}
 	ls := &cobra.Command{
 		Use:   "ls",
-		Short: "List cached kernels, base trees, sources, images and the ccache size",
+		Short: "List cached kernels, base trees, sources, snapshots, images and the ccache size",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir, _ := cmd.Flags().GetString("cache")
@@ -37,7 +37,7 @@ func newCacheCommand() *cobra.Command {
 	var keepTrees, dryRun bool
 	prune := &cobra.Command{
 		Use:   "prune",
-		Short: "Remove kernels and trees not used recently (never one whose lock is held)",
+		Short: "Remove kernels, trees and snapshots not used recently, and snapshots of removed kernels (never one whose lock is held)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir, _ := cmd.Flags().GetString("cache")
@@ -81,10 +81,28 @@ func printCache(w io.Writer, info *kernel.CacheInfo, now time.Time) {
 		total += s.Size
 	}
 	fmt.Fprintf(tw, "(%d trees, %d sources)\t\t\t\t\t%s\t\n", len(info.Trees), len(info.Sources), human(total))
+	fmt.Fprintf(tw, "\nSNAPSHOTS\tRELEASE\tKERNEL\tSHAPE\t\tSIZE\tLAST USED\n")
+	total = 0
+	for _, sn := range info.Snapshots {
+		kernel := dash(sn.KernelKey)
+		if sn.KernelKey != "" && sn.Release == "" {
+			kernel += " (gone)"
+		}
+		// The shape ends with what tells two snapshots of a kernel apart:
+		// memory, CPUs, scratch size, accelerator.
+		shape := sn.Source
+		if r := []rune(shape); len(r) > 40 {
+			shape = "…" + string(r[len(r)-39:])
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\t%s\t%s%s\n", sn.Key, dash(sn.Release), kernel, dash(shape),
+			human(sn.Size), age(now, sn.LastUsed), inUse(sn.InUse))
+		total += sn.Size
+	}
+	fmt.Fprintf(tw, "(%d)\t\t\t\t\t%s\t\n", len(info.Snapshots), human(total))
 	if len(info.Leftovers)+len(info.Logs) > 0 {
 		fmt.Fprintf(tw, "\nOTHER\t\t\t\t\tSIZE\tAGE\n")
 		for _, l := range info.Leftovers {
-			fmt.Fprintf(tw, "%s\tleftover of a crashed build\t\t\t\t%s\t%s\n", l.Key, human(l.Size), age(now, l.LastUsed))
+			fmt.Fprintf(tw, "%s\tleftover of a crashed build or save\t\t\t\t%s\t%s\n", l.Key, human(l.Size), age(now, l.LastUsed))
 		}
 		for _, l := range info.Logs {
 			fmt.Fprintf(tw, "logs/%s\tlog of a failed build\t\t\t\t%s\t%s\n", l.Key, human(l.Size), age(now, l.LastUsed))
