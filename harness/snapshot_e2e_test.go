@@ -131,7 +131,7 @@ func TestSnapshotRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Outcome != Pass || rec.Start != StartRestore {
+	if rec.Outcome != record.Pass || rec.Start != StartRestore {
 		t.Fatalf("run without a hook: %s, start %s %v", rec.Outcome, rec.Start, rec.Reasons)
 	}
 	from, to := float64(rec.Started.UnixNano())/1e9, float64(rec.Started.UnixNano())/1e9+rec.Seconds

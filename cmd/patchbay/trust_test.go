@@ -14,7 +14,9 @@ import (
 )
 
 // runWithin runs a command of the CLI with args and fails the test if it
-// does not return within a second.
+// does not return within 10 s: a hang check (a blocking open or an endless
+// read never returns), not a speed test; streaming 256 MiB of stdin to its
+// cap took over a second on a loaded 2-core host.
 func runWithin(t *testing.T, ctx context.Context, stdin io.Reader, args ...string) (string, error) {
 	t.Helper()
 	cmd := newRootCommand()
@@ -30,8 +32,8 @@ func runWithin(t *testing.T, ctx context.Context, stdin io.Reader, args ...strin
 	select {
 	case err := <-done:
 		return out.String(), err
-	case <-time.After(time.Second):
-		t.Fatalf("patchbay %v: no answer within a second", args)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("patchbay %v: no answer within 10 s", args)
 		return "", nil
 	}
 }
