@@ -117,6 +117,54 @@ type DutySample struct {
 	Wall         time.Duration // sum of the runs' wall time
 	Session      time.Duration // the whole session, builds (cached) and probes included
 	Skipped      int           // runs that did not start as asked (the run saving the snapshot)
+	Steps        []Step        // mean time of each step of a run, in run order
+}
+
+// Step is the mean wall time of one step of the runs: "start" (to SSH
+// ready), then each phase from its start to the next one's ("ready" is
+// what comes before the setup phase, e.g. uploading pbguest or saving the
+// snapshot), and "teardown" from the guest's last step to the verdict
+// (closing QEMU, triage, run.json).
+type Step struct {
+	Name string
+	Mean time.Duration
+}
+
+// stepTimes averages the runs' steps (RunRecord.Phases); a run without
+// phases is left out.
+func stepTimes(runs []*record.RunRecord) []Step {
+	var order []string
+	sum := map[string]float64{}
+	n := map[string]int{}
+	add := func(name string, secs float64) {
+		if _, ok := sum[name]; !ok {
+			order = append(order, name)
+		}
+		sum[name] += secs
+		n[name]++
+	}
+	for _, r := range runs {
+		if len(r.Phases) == 0 {
+			continue
+		}
+		add("start", r.Phases[0].AtS)
+		for i, p := range r.Phases {
+			if p.Name == "guest-done" {
+				add("teardown", r.Seconds-p.AtS)
+				break
+			}
+			end := r.Seconds
+			if i+1 < len(r.Phases) {
+				end = r.Phases[i+1].AtS
+			}
+			add(p.Name, end-p.AtS)
+		}
+	}
+	steps := make([]Step, len(order))
+	for i, name := range order {
+		steps[i] = Step{name, time.Duration(sum[name] / float64(n[name]) * float64(time.Second))}
+	}
+	return steps
 }
 
 // Duty is workload seconds per run wall second.
@@ -149,6 +197,7 @@ func BenchDuty(ctx context.Context, c *Case, opt Options, runs int) (cold, resto
 			return cold, restore, err
 		}
 		d := DutySample{Session: time.Since(start)}
+		var counted []*record.RunRecord
 		for _, r := range sum.Variants[0].Runs {
 			if r.Outcome == record.InfraError || r.Outcome == record.BootError || r.Outcome == record.Interrupted {
 				return cold, restore, fmt.Errorf("%s: run %d: %s %v", mode, r.Index, r.Outcome, r.Reasons)
@@ -161,7 +210,9 @@ func BenchDuty(ctx context.Context, c *Case, opt Options, runs int) (cold, resto
 			d.Workload += dur
 			d.WorkloadWall += time.Duration(r.WorkloadSecs * float64(time.Second))
 			d.Wall += time.Duration(r.Seconds * float64(time.Second))
+			counted = append(counted, r)
 		}
+		d.Steps = stepTimes(counted)
 		if d.Runs == 0 {
 			return cold, restore, fmt.Errorf("%s: no run started %s", mode, mode)
 		}

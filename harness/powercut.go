@@ -153,7 +153,7 @@ func (r *Runner) replay(ctx context.Context, g0 *guest, rec *record.RunRecord, s
 		return st
 	}
 	rec.PowerCut.ReplayBootS = time.Since(t0).Seconds()
-	g := &guest{m: m, dir: dir, before: r.BeforePhase, logf: g0.logf}
+	g := &guest{m: m, dir: dir, before: r.BeforePhase, logf: g0.logf, mark: g0.mark}
 	defer func() {
 		if g.saveErr != nil && st.Infra == "" {
 			st.Infra = "writing results: " + g.saveErr.Error()
@@ -195,6 +195,7 @@ func (r *Runner) replay(ctx context.Context, g0 *guest, rec *record.RunRecord, s
 	if out, err := g.sh(ctx, time.Minute, "", "dmesg"); err == nil {
 		g.save("replay-dmesg.txt", out)
 	}
+	g.mark("guest-done")
 	if v.Acks.Records == 0 {
 		// Nothing was acknowledged, so nothing was checked: not a pass.
 		st.Incomplete = fmt.Sprintf("no fsync or msync was acknowledged before the cut at %.1fs", rec.PowerCut.CutS)

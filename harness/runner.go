@@ -187,7 +187,11 @@ func (r *Runner) execute(ctx context.Context, rec *record.RunRecord, dir string,
 	rec.BootSecs = time.Since(rec.Started).Seconds()
 	r.logf("%s #%d: %s in %.1fs (%s)", rec.Variant, rec.Index, map[string]string{StartCold: "booted", StartRestore: "restored"}[rec.Start], rec.BootSecs, r.Accel)
 
-	g := &guest{m: m, dir: dir, before: r.BeforePhase}
+	mark := func(name string) {
+		rec.Phases = append(rec.Phases, record.PhaseStart{Name: name, AtS: time.Since(rec.Started).Seconds()})
+	}
+	mark("ready")
+	g := &guest{m: m, dir: dir, before: r.BeforePhase, mark: mark}
 	if r.Phases {
 		g.logf = func(format string, args ...any) {
 			r.logf("%s #%d +%s: %s", rec.Variant, rec.Index, time.Since(rec.Started).Round(time.Second), fmt.Sprintf(format, args...))
@@ -254,6 +258,7 @@ func (r *Runner) execute(ctx context.Context, rec *record.RunRecord, dir string,
 			g.save("dmesg.txt", out)
 		}
 	}
+	mark("guest-done")
 	return st, nil
 }
 
@@ -311,6 +316,7 @@ type guest struct {
 	saveErr    error                            // first failure to write evidence: the host's fault
 	refresh    bool                             // the first phase refreshes a restored guest first
 	dmesgSaved bool                             // the verify batch saved dmesg.txt
+	mark func(phase string) // records when a phase began (RunRecord.Phases)
 	// pending are steps due at the start of the next batch: a phase's
 	// marker and a restored guest's refresh, which ride in the phase's
 	// first session instead of one of their own (see phase).
@@ -344,6 +350,9 @@ func (g *guest) saveJSON(name string, v any) error {
 func (g *guest) phase(ctx context.Context, name string, fold bool) error {
 	if g.logf != nil {
 		g.logf("phase %s", name)
+	}
+	if g.mark != nil {
+		g.mark(name)
 	}
 	if g.refresh {
 		g.refresh = false

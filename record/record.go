@@ -52,6 +52,10 @@ type RunRecord struct {
 	Start        string   `json:"start,omitempty"`
 	Snapshot     string   `json:"snapshot,omitempty"`
 	WorkloadSecs float64  `json:"workload_seconds,omitempty"` // wall time of the workload phase
+	// Phases are the moments, from the run's start, at which its guest
+	// steps began (ready, setup, workload, verify, ..., guest-done): where a
+	// run's wall time went.
+	Phases []PhaseStart `json:"phases,omitempty"`
 	Outcome      Outcome  `json:"outcome"`
 	Reasons      []string `json:"reasons"`
 	Dir          string   `json:"dir"` // relative to the results directory
@@ -70,6 +74,12 @@ type RunRecord struct {
 	// ConsoleTruncated: the console capture hit its size cap, so console.log
 	// and the findings miss whatever the kernel printed after it.
 	ConsoleTruncated bool `json:"console_truncated,omitempty"`
+}
+
+// PhaseStart is when one step of a run began, in seconds from its start.
+type PhaseStart struct {
+	Name string  `json:"name"`
+	AtS  float64 `json:"at_s"`
 }
 
 // WriterResult is what one guest writer reported (subset of its JSON).

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -102,6 +103,13 @@ func newBenchCommand() *cobra.Command {
 					fmt.Fprintf(cmd.OutOrStdout(), " (%d run saved the snapshot, not counted)", d.Skipped)
 				}
 				fmt.Fprintln(cmd.OutOrStdout())
+				var steps []string
+				for _, st := range d.Steps {
+					steps = append(steps, fmt.Sprintf("%s %.2fs", st.Name, st.Mean.Seconds()))
+				}
+				if len(steps) > 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "        per run: %s\n", strings.Join(steps, ", "))
+				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "restore/cold duty ratio %.2fx (goal: restore duty >= 0.85, 0.9 better)\n", restore.Duty()/cold.Duty())
 			return nil
