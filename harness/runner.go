@@ -316,7 +316,7 @@ type guest struct {
 	saveErr    error                            // first failure to write evidence: the host's fault
 	refresh    bool                             // the first phase refreshes a restored guest first
 	dmesgSaved bool                             // the verify batch saved dmesg.txt
-	mark func(phase string) // records when a phase began (RunRecord.Phases)
+	mark       func(phase string)               // records when a phase began (RunRecord.Phases)
 	// pending are steps due at the start of the next batch: a phase's
 	// marker and a restored guest's refresh, which ride in the phase's
 	// first session instead of one of their own (see phase).

@@ -49,17 +49,17 @@ type RunRecord struct {
 	BootSecs float64   `json:"boot_seconds"`
 	// Start is how the VM started: cold, snapshot (cold, then saved the
 	// kernel's snapshot) or restore; Snapshot is the snapshot's key.
-	Start        string   `json:"start,omitempty"`
-	Snapshot     string   `json:"snapshot,omitempty"`
-	WorkloadSecs float64  `json:"workload_seconds,omitempty"` // wall time of the workload phase
+	Start        string  `json:"start,omitempty"`
+	Snapshot     string  `json:"snapshot,omitempty"`
+	WorkloadSecs float64 `json:"workload_seconds,omitempty"` // wall time of the workload phase
 	// Phases are the moments, from the run's start, at which its guest
 	// steps began (ready, setup, workload, verify, ..., guest-done): where a
 	// run's wall time went.
-	Phases []PhaseStart `json:"phases,omitempty"`
-	Outcome      Outcome  `json:"outcome"`
-	Reasons      []string `json:"reasons"`
-	Dir          string   `json:"dir"` // relative to the results directory
-	QMPEvents    []string `json:"qmp_events,omitempty"`
+	Phases    []PhaseStart `json:"phases,omitempty"`
+	Outcome   Outcome      `json:"outcome"`
+	Reasons   []string     `json:"reasons"`
+	Dir       string       `json:"dir"` // relative to the results directory
+	QMPEvents []string     `json:"qmp_events,omitempty"`
 	// Bytes of serial console dropped past the capture cap (0: complete).
 	ConsoleDropped int64 `json:"console_dropped_bytes,omitempty"`
 
