@@ -17,6 +17,7 @@ import (
 type RestoreSample struct {
 	Ready     time.Duration `json:"ready"`
 	Refreshed time.Duration `json:"refreshed"`
+	Steps     RestoreSteps  `json:"steps"`
 }
 
 // BenchRestore restores the snapshot of the kernel BenchBoot measures n
@@ -94,12 +95,13 @@ func benchOneRestore(ctx context.Context, r *Runner, snap *snapshot, cfg vm.Conf
 	}
 	cfg.Disks, cfg.WorkDir = []string{scratch}, dir
 	start := time.Now()
-	m, err := r.restore(ctx, cfg, snap, dir)
+	var steps RestoreSteps
+	m, err := r.restore(ctx, cfg, snap, dir, &steps)
 	if err != nil {
 		return RestoreSample{}, err
 	}
 	defer m.Close()
-	s := RestoreSample{Ready: time.Since(start)}
+	s := RestoreSample{Ready: time.Since(start), Steps: steps}
 	if err := refreshGuest(ctx, m); err != nil {
 		return s, err
 	}

@@ -290,7 +290,7 @@ func (r *Runner) startVM(ctx context.Context, rec *record.RunRecord, cfg vm.Conf
 	}
 	snap, mk, why := s.get(want, r.Image)
 	if snap != nil {
-		m, err := r.restore(ctx, cfg, snap, scratchDir)
+		m, err := r.restore(ctx, cfg, snap, scratchDir, nil)
 		if err == nil {
 			rec.Start, rec.Snapshot = StartRestore, snap.Key
 			return m, nil, nil
@@ -317,20 +317,33 @@ func (r *Runner) startVM(ctx context.Context, rec *record.RunRecord, cfg vm.Conf
 
 // restore starts QEMU from snap with a fresh root overlay over the frozen one
 // (the scratch disk in cfg is fresh already), resumes it and logs in.
-func (r *Runner) restore(ctx context.Context, cfg vm.Config, snap *snapshot, scratchDir string) (*vm.Machine, error) {
+// With steps, it records when each step ended (see RestoreSteps).
+func (r *Runner) restore(ctx context.Context, cfg vm.Config, snap *snapshot, scratchDir string, steps *RestoreSteps) (*vm.Machine, error) {
+	start := time.Now()
+	done := func(d *time.Duration) {
+		if steps != nil {
+			*d = time.Since(start)
+		}
+	}
+	if steps == nil {
+		steps = &RestoreSteps{}
+	}
 	top := filepath.Join(scratchDir, "root.qcow2")
 	if err := vm.CreateOverlay(ctx, snap.Root, "qcow2", top); err != nil {
 		return nil, err
 	}
+	done(&steps.Overlay)
 	cfg.RootOverlay, cfg.Incoming = top, snap.State
 	m, err := vm.Start(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	done(&steps.QMP)
 	if err := m.Resume(ctx); err != nil {
 		m.Close()
 		return nil, err
 	}
+	done(&steps.Running)
 	// The guest was up when it was saved: sshd answers at once or never.
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -338,7 +351,15 @@ func (r *Runner) restore(ctx context.Context, cfg vm.Config, snap *snapshot, scr
 		m.Close()
 		return nil, err
 	}
+	done(&steps.SSH)
 	return m, nil
+}
+
+// RestoreSteps is when each step of a restore ended, from its start: the
+// root overlay made (qemu-img), QEMU up with QMP answering, the state
+// loaded and the guest running, the first SSH login.
+type RestoreSteps struct {
+	Overlay, QMP, Running, SSH time.Duration
 }
 
 // snapshotPrep readies the guest for saving: the run's directories exist, the

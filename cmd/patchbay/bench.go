@@ -45,8 +45,10 @@ func newBenchCommand() *cobra.Command {
 			}
 			var rready, rfresh []time.Duration
 			for i, s := range restores {
-				fmt.Fprintf(cmd.OutOrStdout(), "restore %d: ssh ready %.2fs, clock and seed refreshed %.2fs, ratio to init %.2f\n",
-					i+1, s.Ready.Seconds(), s.Refreshed.Seconds(), s.Ready.Seconds()/mi.Seconds())
+				st := s.Steps
+				fmt.Fprintf(cmd.OutOrStdout(), "restore %d: ssh ready %.2fs (overlay %.2fs, QMP up %.2fs, state loaded %.2fs, SSH login %.2fs), clock and seed refreshed %.2fs, ratio to init %.2f\n",
+					i+1, s.Ready.Seconds(), st.Overlay.Seconds(), (st.QMP - st.Overlay).Seconds(), (st.Running - st.QMP).Seconds(), (st.SSH - st.Running).Seconds(),
+					s.Refreshed.Seconds(), s.Ready.Seconds()/mi.Seconds())
 				rready, rfresh = append(rready, s.Ready), append(rfresh, s.Refreshed)
 			}
 			rr, rf := median(rready), median(rfresh)
