@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -229,8 +230,7 @@ func (r *Runner) execute(ctx context.Context, rec *record.RunRecord, dir string,
 	if c.Workload.PowerCut != nil {
 		return r.powerCut(ctx, g, rec, st, k, dir, disks), nil
 	}
-	// The fio job uploads its files first: its marker goes in at once.
-	if err := g.phase(ctx, "workload", r.Case.Workload.Kind != casespec.WorkloadFio); err != nil {
+	if err := g.phase(ctx, "workload", false); err != nil {
 		return g.lost(ctx, st, err), nil
 	}
 	wstart := time.Now()
@@ -583,6 +583,8 @@ func (r *Runner) workload(ctx context.Context, g *guest, rec *record.RunRecord) 
 		}
 		jobs = append(jobs, job{name: j.Name, cmd: cmd, defrag: j.Defrag})
 	}
+	outs := make([][]byte, len(jobs))
+	errs := make([]error, len(jobs))
 	// A kernel that reported a hang and lets no worker finish ends the run
 	// HangGrace after the workload's end, not at the deadline.
 	wctx, stopWork := context.WithCancel(ctx)
@@ -592,19 +594,19 @@ func (r *Runner) workload(ctx context.Context, g *guest, rec *record.RunRecord) 
 		hung.Store(&why)
 		stopWork()
 	})
-	// Every worker at once in one SSH session, after the phase marker.
-	steps := make([]step, len(jobs))
+	var wg sync.WaitGroup
 	for i, j := range jobs {
-		steps[i] = step{j.name, j.cmd}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = g.sh(wctx, deadline, "", j.cmd)
+		}()
 	}
-	outs, errs, err := g.together(wctx, deadline, steps)
+	wg.Wait()
 	stopWork()
 	if why := hung.Load(); why != nil && ctx.Err() == nil {
 		// lost() calls a deadline with the VM alive a hang.
 		return fmt.Errorf("workload: %w: %s", context.DeadlineExceeded, *why)
-	}
-	if err != nil && len(outs) == 0 {
-		return fmt.Errorf("workload: %w", err)
 	}
 	all := map[string]json.RawMessage{}
 	var firstErr error

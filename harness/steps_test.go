@@ -2,18 +2,12 @@ package harness
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"patchbay/workload/guestcmd"
 )
 
 // TestClockAnswerOnceWhenAsked: the answer goes on stdin only after the
@@ -69,65 +63,5 @@ func TestClockAnswerNeverAsked(t *testing.T) {
 	}
 	if !bytes.Equal(out.buf.Bytes(), []byte("no question here\n")) {
 		t.Errorf("stdout kept %q", out.buf.Bytes())
-	}
-}
-
-// TestTogetherScriptInRealShell runs together's script in the host's sh:
-// the prelude first and in order, the steps at once (step 0 waits for a
-// file step 1 makes, so run one after the other it would give up), each
-// step's stdout and exit status cut out at its marker, and its stderr told
-// apart from the others'.
-func TestTogetherScriptInRealShell(t *testing.T) {
-	dir := t.TempDir()
-	q := guestcmd.ShellQuote(dir)
-	prelude := []step{{"first", "echo one > " + q + "/order"}, {"second", "echo two >> " + q + "/order"}}
-	steps := []step{
-		{"waiter", "i=0; while [ ! -e " + q + "/made ]; do i=$((i+1)); [ $i -lt 500 ] || exit 9; sleep 0.01; done; echo waited"},
-		{"maker", "touch " + q + "/made; echo made"},
-		{"failer", "echo out; echo first >&2; echo boom >&2; exit 3"},
-	}
-	mark := "@@patchbay-test"
-	cmd := exec.Command("sh", "-c", togetherScript(prelude, steps, mark))
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("script: %v\n%s", err, errb.String())
-	}
-	outs, codes, err := splitTogether(out.Bytes(), mark, len(steps))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []string{"waited\n", "made\n", "out\n"}
-	wantCodes := []int{0, 0, 3}
-	if len(outs) != 3 {
-		t.Fatalf("outputs %q", outs)
-	}
-	for i := range want {
-		if string(outs[i]) != want[i] || codes[i] != wantCodes[i] {
-			t.Errorf("step %d: %q exit %d, want %q exit %d", i, outs[i], codes[i], want[i], wantCodes[i])
-		}
-	}
-	if got := stepStderr(errb.String(), mark, 2); got != "first\nboom" {
-		t.Errorf("failer's stderr %q", got)
-	}
-	if got := stepStderr(errb.String(), mark, 0); got != "" {
-		t.Errorf("waiter's stderr %q", got)
-	}
-	order, err := os.ReadFile(filepath.Join(dir, "order"))
-	if err != nil || string(order) != "one\ntwo\n" {
-		t.Errorf("prelude ran as %q (%v)", order, err)
-	}
-
-	// A failing prelude step ends the script before any step runs.
-	cmd = exec.Command("sh", "-c", togetherScript([]step{{"bad", "exit 4"}}, steps, mark))
-	out.Reset()
-	cmd.Stdout = &out
-	err = cmd.Run()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 4 {
-		t.Errorf("failing prelude: %v, want exit 4", err)
-	}
-	if outs, _, _ := splitTogether(out.Bytes(), mark, len(steps)); len(outs) != 0 {
-		t.Errorf("steps ran after a failed prelude: %q", outs)
 	}
 }
