@@ -398,7 +398,7 @@ func (g *guest) sh(ctx context.Context, timeout time.Duration, name, cmd string)
 		g.save(name, append(out.Bytes(), errb.Bytes()...))
 	}
 	if err != nil {
-		if msg := lastLine(errb.String()); msg != "" {
+		if msg := guestcmd.LastLine(errb.String()); msg != "" {
 			return out.Bytes(), fmt.Errorf("%w: %s", err, msg)
 		}
 		return out.Bytes(), err
@@ -734,14 +734,6 @@ func makeSparse(path string, size int64) error {
 		return err
 	}
 	return f.Close()
-}
-
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndex(s, "\n"); i >= 0 {
-		return s[i+1:]
-	}
-	return s
 }
 
 // KeepInfo is what `patchbay ssh` needs to reach a kept VM: written to

@@ -9,6 +9,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"patchbay/workload/guestcmd"
 )
 
 // step is one command of a batch run in a single SSH session.
@@ -68,7 +70,7 @@ func (g *guest) runBatch(ctx context.Context, timeout time.Duration, steps []ste
 		if len(outs) < len(steps) {
 			name = steps[len(outs)].name
 		}
-		if msg := lastLine(errb.String()); msg != "" {
+		if msg := guestcmd.LastLine(errb.String()); msg != "" {
 			return outs, fmt.Errorf("%s: %w: %s", name, err, msg)
 		}
 		return outs, fmt.Errorf("%s: %w", name, err)

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"patchbay/record"
+	"patchbay/workload/guestcmd"
 )
 
 // Guest is the machine under test as a run sees it: commands run over SSH,
@@ -222,7 +223,7 @@ func Records(rep *Report, engines map[string]string, exit int, text []byte) ([]r
 		msg := fmt.Sprintf("fio exited %d", exit)
 		if len(failures) > 0 {
 			msg += fmt.Sprintf(": %d verify failure(s), first: %s", len(failures), failures[0])
-		} else if l := lastLine(string(text)); l != "" {
+		} else if l := guestcmd.LastLine(string(text)); l != "" {
 			msg += ": " + l
 		}
 		writers = append(writers, record.WriterResult{ID: len(rep.Jobs), Mode: "fio", Errors: []string{msg}})
@@ -253,7 +254,7 @@ func VerifyResult(phase string, rep *Report, exit int, text []byte) (record.Veri
 		// data (a missing file, a bad option).
 		why := firstErr
 		if why == "" {
-			why = lastLine(string(text))
+			why = guestcmd.LastLine(string(text))
 		}
 		return v, fmt.Errorf("fio verify %s: exit %d: %s", phase, exit, why)
 	}
@@ -306,7 +307,7 @@ func (r Run) run(ctx context.Context, name, job string, timeout time.Duration) (
 	rep, err := ParseReport(raw)
 	if err != nil {
 		g.Save(name+".json", raw)
-		return nil, exit, text, fmt.Errorf("fio %s (exit %d): %w: %s", name, exit, err, lastLine(string(text)))
+		return nil, exit, text, fmt.Errorf("fio %s (exit %d): %w: %s", name, exit, err, guestcmd.LastLine(string(text)))
 	}
 	js, _ := jsonDoc(raw)
 	g.Save(name+".json", js) // the messages before it are in name.txt too
@@ -366,14 +367,4 @@ func (r Run) Verify(ctx context.Context, remount string, rec *record.RunRecord) 
 		rec.Verify = append(rec.Verify, v)
 	}
 	return nil
-}
-
-// lastLine is the last line of s, surrounding space trimmed (as the
-// runner's errors quote it).
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndex(s, "\n"); i >= 0 {
-		return s[i+1:]
-	}
-	return s
 }

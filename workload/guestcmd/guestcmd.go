@@ -206,3 +206,13 @@ func ShellJoinVars(argv []string, vars map[string]string) string {
 	}
 	return strings.Join(words, " ")
 }
+
+// LastLine is the last line of a guest command's output, surrounding space
+// trimmed: what an error quotes of stderr (or of a tool's output).
+func LastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndex(s, "\n"); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}

@@ -135,3 +135,16 @@ func TestCheckMkfsAndMountOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestLastLine(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                       "",
+		"one":                    "one",
+		"first\nmkfs: bad\n\n  ": "mkfs: bad",
+		"  a\n b \n":             " b", // the output is trimmed, not the line
+	} {
+		if got := LastLine(in); got != want {
+			t.Errorf("LastLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

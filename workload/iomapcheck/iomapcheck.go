@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"patchbay/record"
+	"patchbay/workload/guestcmd"
 )
 
 // Shell runs a command in the guest within timeout; a non-empty save names
@@ -116,7 +117,7 @@ func ParseStart(out []byte, a *record.IomapActivity) error {
 		}
 	}
 	if a.Dev == "" {
-		return fmt.Errorf("trace setup printed no device: %q", lastLine(string(out)))
+		return fmt.Errorf("trace setup printed no device: %q", guestcmd.LastLine(string(out)))
 	}
 	if len(a.Enabled) == 0 {
 		return fmt.Errorf("this kernel has none of the trace events %s", strings.Join(a.Missing, ", "))
@@ -167,7 +168,7 @@ func ParseCounts(out []byte) (Counts, error) {
 		}
 	}
 	if c.Total < 0 {
-		return c, fmt.Errorf("no trace total in %q", lastLine(string(out)))
+		return c, fmt.Errorf("no trace total in %q", guestcmd.LastLine(string(out)))
 	}
 	return c, nil
 }
@@ -283,13 +284,4 @@ func (t Trace) Stop(ctx context.Context, g Shell, rec *record.RunRecord) error {
 		}
 	}
 	return nil
-}
-
-// lastLine is the last line of s, surrounding space trimmed.
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndex(s, "\n"); i >= 0 {
-		return s[i+1:]
-	}
-	return s
 }
